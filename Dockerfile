@@ -1,0 +1,25 @@
+# twenty-pipeline as a batch job: mount your files at /data, pass the key as a secret.
+#   docker build -t twenty-pipeline .
+#   docker run --rm -v "$PWD:/data" -e TWENTY_API_URL=https://crm.example.com \
+#     -e TWENTY_API_KEY_FILE=/run/secrets/twenty_api_key twenty-pipeline schema
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY pipeline ./pipeline
+RUN pip install --no-cache-dir . \
+    && twenty-pipeline --help > /dev/null \
+    && groupadd --gid 10001 pipeline \
+    && useradd --create-home --uid 10001 --gid 10001 pipeline \
+    && mkdir -p /data \
+    && chown 10001:10001 /data
+
+USER 10001:10001
+WORKDIR /data
+ENTRYPOINT ["twenty-pipeline"]
+CMD ["--help"]

@@ -1,0 +1,272 @@
+"""The command line: flags -> Settings, PipelineError -> exit code, output and progress.
+
+Only this module imports click; stages stay plain functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from pipeline import __version__
+from pipeline.config import Secret, Settings, build_settings
+from pipeline.errors import (
+    EXIT_INTERRUPTED,
+    ConfigError,
+    MappingError,
+    PipelineError,
+)
+from pipeline.schema import WorkspaceSchema, describe_field, load_schema, object_to_json
+from pipeline.workspace import open_workspace
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger("pipeline")
+
+
+class PipelineClickError(click.ClickException):
+    """A PipelineError on its way out, with the exit code design.md §3 gives it."""
+
+    def __init__(self, error: PipelineError) -> None:
+        if isinstance(error, ConfigError | MappingError) and len(error.problems) > 1:
+            message = "\n".join(
+                ["several problems, nothing was sent:"] + [f"  - {p}" for p in error.problems]
+            )
+        else:
+            message = str(error)
+        super().__init__(message)
+        # click declares exit_code a ClassVar but reads it from the instance.
+        self.exit_code = error.exit_code  # type: ignore[misc]
+
+
+class PipelineGroup(click.Group):
+    """Turns every PipelineError and Ctrl-C into a message and an exit code, in one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PipelineError as exc:
+            raise PipelineClickError(exc) from exc
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+# --------------------------------------------------------------------------- logging
+
+
+class _RedactSecrets(logging.Filter):
+    """Last line of defence: a secret value never reaches a log line."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(s in message for s in self._secrets):
+            for secret in self._secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
+
+
+def setup_logging(settings: Settings) -> None:
+    """Log lines go to stderr, as text or JSON, with secrets redacted."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("twenty-pipeline: %(levelname)s: %(message)s"))
+    secrets = [settings.api_key.reveal()] if isinstance(settings.api_key, Secret) else []
+    handler.addFilter(_RedactSecrets(secrets))
+    root = logging.getLogger("pipeline")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if settings.quiet else logging.INFO)
+    root.propagate = False
+
+
+# --------------------------------------------------------------------------- options
+
+
+def workspace_options(func: F) -> F:
+    """The settings of design.md §3, on every command that talks to a workspace."""
+    options = [
+        click.option(
+            "--api-url", help="Workspace base URL, e.g. https://crm.example.com [TWENTY_API_URL]"
+        ),
+        click.option(
+            "--api-key",
+            help="API key (prefer TWENTY_API_KEY or TWENTY_API_KEY_FILE: flags show in `ps`).",
+        ),
+        click.option(
+            "--api",
+            type=click.Choice(["graphql", "rest"]),
+            help="API flavour for writes [TWENTY_API; default graphql].",
+        ),
+        click.option(
+            "--rate",
+            metavar="CALLS/SECONDS",
+            help="Workspace rate limit [TWENTY_RATE; default 100/60].",
+        ),
+        click.option(
+            "--batch-size", help="Records per write call, 1-200 [TWENTY_BATCH_SIZE; default 60]."
+        ),
+        click.option("--concurrency", help="Requests in flight [TWENTY_CONCURRENCY; default 4]."),
+        click.option(
+            "--state-dir",
+            help="Folder for checkpoints, ledgers, reports [TWENTY_STATE_DIR; .twenty-pipeline].",
+        ),
+        click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bars."),
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            help="Log lines on stderr [TWENTY_LOG_FORMAT; default text].",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+SETTING_FLAGS = (
+    "api_url",
+    "api_key",
+    "sandbox",
+    "api",
+    "rate",
+    "batch_size",
+    "concurrency",
+    "state_dir",
+    "quiet",
+    "log_format",
+)
+
+
+def settings_from(flags: dict[str, Any], *, need_workspace: bool = True) -> Settings:
+    """Settings from this command's flags and the environment; logging set up from them."""
+    given = {name: flags.pop(name, None) for name in SETTING_FLAGS}
+    settings = build_settings(given, os.environ, need_workspace=need_workspace)
+    setup_logging(settings)
+    return settings
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one coroutine to completion (one event loop per command)."""
+    return asyncio.run(coro)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@click.group(cls=PipelineGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="twenty-pipeline")
+def cli() -> None:
+    """Move data between files and a Twenty CRM workspace: batched, paced, resumable.
+
+    Exit codes: 0 done, 1 run failed (re-run resumes), 2 usage/config/mapping error
+    (nothing sent), 3 finished with rejected rows, 130 interrupted.
+    """
+
+
+@cli.command()
+@click.argument("object_name", required=False, metavar="[OBJECT]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--all", "show_all", is_flag=True, help="Include system objects and fields.")
+@workspace_options
+def schema(object_name: str | None, as_json: bool, show_all: bool, **flags: Any) -> None:
+    """Show the workspace's objects, or one OBJECT's fields.
+
+    For each field: type, nullability, uniqueness, select options, relation target
+    and join column.
+
+    Example: twenty-pipeline schema person
+    """
+    settings = settings_from(flags)
+
+    async def fetch() -> WorkspaceSchema:
+        async with open_workspace(settings) as client:
+            return await load_schema(client)
+
+    workspace = run_async(fetch())
+    if object_name is None:
+        objects = [o for o in workspace.objects if o.is_active and (show_all or not o.is_system)]
+        if as_json:
+            click.echo(json.dumps([object_to_json(o) for o in objects], indent=2))
+            return
+        rows = [
+            (
+                o.name_singular,
+                o.name_plural,
+                o.label_singular,
+                "custom" if o.is_custom else ("system" if o.is_system else "standard"),
+                str(sum(1 for f in o.fields.values() if f.is_active)),
+                ", ".join(o.unique_paths),
+            )
+            for o in objects
+        ]
+        _table(("OBJECT", "PLURAL", "LABEL", "KIND", "FIELDS", "UNIQUE KEYS"), rows)
+        return
+    obj = workspace.object(object_name)
+    if obj is None:
+        hint = workspace.suggest_object(object_name)
+        did_you_mean = f" (did you mean {' or '.join(hint)}?)" if hint else ""
+        raise ConfigError(
+            f"no object {object_name!r} in this workspace{did_you_mean}; "
+            "`twenty-pipeline schema` lists them"
+        )
+    if as_json:
+        click.echo(json.dumps(object_to_json(obj), indent=2))
+        return
+    click.echo(
+        f"{obj.name_singular} ({obj.name_plural}): {obj.label_singular}"
+        f" - unique keys: {', '.join(obj.unique_paths)}"
+    )
+    fields = [f for f in obj.fields.values() if f.is_active and (show_all or not f.is_system)]
+    rows = [
+        (
+            f.name,
+            f.type + (f" {f.relation.type}" if f.relation else ""),
+            "yes" if f.is_nullable else "no",
+            "unique" if f.is_unique else "",
+            "" if f.writable else "read-only",
+            describe_field(f),
+        )
+        for f in fields
+    ]
+    _table(("FIELD", "TYPE", "NULL", "UNIQUE", "WRITE", "DETAILS"), rows)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    click.echo(line.rstrip())
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="twenty-pipeline")

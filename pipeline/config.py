@@ -1,0 +1,318 @@
+"""Settings: one frozen object built from flags > environment > defaults.
+
+The API key is a :class:`Secret` whose ``repr`` and ``str`` are ``***``; only the
+client calls :meth:`Secret.reveal`, to build the ``Authorization`` header. What is
+logged or reported about the key is its *source* (``TWENTY_API_KEY``, a file path),
+never its value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, cast
+
+from pipeline.errors import ConfigError
+
+ApiFlavour = Literal["graphql", "rest"]
+LogFormat = Literal["text", "json"]
+
+DEFAULT_STATE_DIR = Path(".twenty-pipeline")
+SANDBOX_FILE_NAME = "sandbox.sqlite"
+MAX_BATCH_SIZE = 200  # Twenty's QUERY_MAX_RECORDS (twenty-api.md §2.4)
+DEFAULT_BATCH_SIZE = 60  # what Twenty's docs promise on every release
+
+ENV_PREFIX = "TWENTY_"
+ENV_VARS = (
+    "TWENTY_API_URL",
+    "TWENTY_API_KEY",
+    "TWENTY_API_KEY_FILE",
+    "TWENTY_SANDBOX",
+    "TWENTY_API",
+    "TWENTY_RATE",
+    "TWENTY_BATCH_SIZE",
+    "TWENTY_CONCURRENCY",
+    "TWENTY_STATE_DIR",
+    "TWENTY_LOG_FORMAT",
+)
+
+
+class Secret:
+    """A string that never shows itself in reprs, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret value; call only where it is sent, never where it is shown."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min)?\s*$")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A call budget: ``calls`` per ``seconds``, as Twenty's workspace limit is stated."""
+
+    calls: int
+    seconds: float
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        """Parse ``CALLS/SECONDS`` (``100/60``, ``20/2``; ``100/1m`` also reads as minutes)."""
+        match = _RATE_RE.match(text)
+        if not match:
+            raise ValueError(
+                f"rate {text!r} is not CALLS/SECONDS: write it like 100/60 "
+                "(100 calls every 60 seconds, Twenty's default)"
+            )
+        calls, seconds = int(match.group(1)), float(match.group(2))
+        if match.group(3) in ("m", "min"):
+            seconds *= 60
+        if calls < 1 or seconds <= 0:
+            raise ValueError(f"rate {text!r} must allow at least 1 call in more than 0 seconds")
+        return cls(calls, seconds)
+
+    @property
+    def interval(self) -> float:
+        """Seconds between call starts at this rate."""
+        return self.seconds / self.calls
+
+    def __str__(self) -> str:
+        seconds = int(self.seconds) if float(self.seconds).is_integer() else self.seconds
+        return f"{self.calls}/{seconds}"
+
+
+DEFAULT_RATE = Rate(100, 60.0)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know, read once and never changed.
+
+    Attributes:
+        api_url: base URL of the workspace (``https://crm.example.com``), or None with a sandbox.
+        api_key: the API key, or None with a sandbox (which uses its own key).
+        api_key_source: where the key came from, safe to print.
+        sandbox: path of the local sandbox workspace database, when running against it.
+        api: flavour used for writes.
+        rate: the workspace's call budget.
+        batch_size: records per write call (1-200).
+        concurrency: requests in flight at once.
+        state_dir: folder of checkpoints, ledgers and reports.
+        quiet: no progress bars.
+        log_format: ``text`` or ``json`` log lines on stderr.
+    """
+
+    api_url: str | None = None
+    api_key: Secret | None = field(default=None, repr=True)
+    api_key_source: str | None = None
+    sandbox: Path | None = None
+    api: ApiFlavour = "graphql"
+    rate: Rate = DEFAULT_RATE
+    batch_size: int = DEFAULT_BATCH_SIZE
+    concurrency: int = 4
+    state_dir: Path = DEFAULT_STATE_DIR
+    quiet: bool = False
+    log_format: LogFormat = "text"
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def _pick(
+    name: str, flags: Mapping[str, object], env: Mapping[str, str], env_name: str
+) -> tuple[object, str] | None:
+    """Return (value, where it came from) from the first layer that has it."""
+    value = flags.get(name)
+    if value is not None:
+        return value, "--" + name.replace("_", "-")
+    if env.get(env_name) not in (None, ""):
+        return env[env_name], env_name
+    return None
+
+
+def _int_in_range(
+    raw: tuple[object, str] | None, default: int, low: int, high: int | None, problems: list[str]
+) -> int:
+    if raw is None:
+        return default
+    value, source = raw
+    try:
+        number = int(str(value))
+    except ValueError:
+        problems.append(f"{source}: {value!r} is not a whole number")
+        return default
+    if number < low or (high is not None and number > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        problems.append(f"{source}: {number} must be {bound}")
+        return default
+    return number
+
+
+def _choice(
+    raw: tuple[object, str] | None, default: str, allowed: tuple[str, ...], problems: list[str]
+) -> str:
+    if raw is None:
+        return default
+    value, source = raw
+    text = str(value).strip().lower()
+    if text not in allowed:
+        problems.append(f"{source}: {value!r} is not one of {', '.join(allowed)}")
+        return default
+    return text
+
+
+def _read_key_file(path_text: str, problems: list[str]) -> Secret | None:
+    path = Path(path_text)
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        problems.append(f"TWENTY_API_KEY_FILE: cannot read {path}: {exc.strerror or exc}")
+        return None
+    if not value:
+        problems.append(f"TWENTY_API_KEY_FILE: {path} is empty")
+        return None
+    return Secret(value)
+
+
+def _sandbox_path(
+    flags: Mapping[str, object], env: Mapping[str, str], state_dir: Path, problems: list[str]
+) -> tuple[Path | None, str | None]:
+    """Resolve ``--sandbox [PATH]`` / ``TWENTY_SANDBOX``: a path, a yes/no, or absent."""
+    flag = flags.get("sandbox")
+    if flag is not None:
+        # ``--sandbox`` with no value arrives as "" (click's flag_value).
+        text = str(flag)
+        return (Path(text) if text else state_dir / SANDBOX_FILE_NAME), "--sandbox"
+    raw = env.get("TWENTY_SANDBOX")
+    if raw is None or raw.strip().lower() in _FALSE:
+        return None, None
+    if raw.strip().lower() in _TRUE:
+        return state_dir / SANDBOX_FILE_NAME, "TWENTY_SANDBOX"
+    return Path(raw), "TWENTY_SANDBOX"
+
+
+def build_settings(
+    flags: Mapping[str, object],
+    env: Mapping[str, str],
+    *,
+    need_workspace: bool = True,
+) -> Settings:
+    """Build :class:`Settings` from command-line flags (None = not given) and the environment.
+
+    Every problem is collected and raised together as one :class:`ConfigError`.
+    With ``need_workspace`` false (commands that never call the API), a missing URL
+    or key is not an error.
+    """
+    problems: list[str] = []
+
+    state_raw = _pick("state_dir", flags, env, "TWENTY_STATE_DIR")
+    state_dir = Path(str(state_raw[0])) if state_raw else DEFAULT_STATE_DIR
+
+    api = _choice(_pick("api", flags, env, "TWENTY_API"), "graphql", ("graphql", "rest"), problems)
+    log_format = _choice(
+        _pick("log_format", flags, env, "TWENTY_LOG_FORMAT"), "text", ("text", "json"), problems
+    )
+    batch_size = _int_in_range(
+        _pick("batch_size", flags, env, "TWENTY_BATCH_SIZE"),
+        DEFAULT_BATCH_SIZE,
+        1,
+        MAX_BATCH_SIZE,
+        problems,
+    )
+    concurrency = _int_in_range(
+        _pick("concurrency", flags, env, "TWENTY_CONCURRENCY"), 4, 1, 64, problems
+    )
+    rate = DEFAULT_RATE
+    rate_raw = _pick("rate", flags, env, "TWENTY_RATE")
+    if rate_raw is not None:
+        try:
+            rate = Rate.parse(str(rate_raw[0]))
+        except ValueError as exc:
+            problems.append(f"{rate_raw[1]}: {exc}")
+
+    sandbox, sandbox_source = _sandbox_path(flags, env, state_dir, problems)
+    url_raw = _pick("api_url", flags, env, "TWENTY_API_URL")
+    api_url: str | None = None
+    if url_raw is not None:
+        api_url = str(url_raw[0]).strip().rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", api_url):
+            problems.append(
+                f"{url_raw[1]}: {api_url!r} is not an http(s) URL; "
+                "give the workspace's base URL, e.g. https://crm.example.com"
+            )
+    if sandbox is not None and url_raw is not None:
+        flag_sandbox = sandbox_source == "--sandbox"
+        flag_url = url_raw[1] == "--api-url"
+        if flag_sandbox == flag_url:
+            problems.append(
+                f"both {url_raw[1]} and {sandbox_source} are set: "
+                "choose the real workspace or the sandbox, not both"
+            )
+        elif flag_sandbox:
+            api_url = None  # an explicit --sandbox beats a URL from the environment
+        else:
+            sandbox = None  # an explicit --api-url beats TWENTY_SANDBOX
+
+    api_key: Secret | None = None
+    key_source: str | None = None
+    if sandbox is None:
+        flag_key = flags.get("api_key")
+        env_key = env.get("TWENTY_API_KEY") or None
+        key_file = env.get("TWENTY_API_KEY_FILE") or None
+        if flag_key is not None:
+            api_key, key_source = Secret(str(flag_key).strip()), "--api-key"
+        elif env_key and key_file:
+            problems.append(
+                "both TWENTY_API_KEY and TWENTY_API_KEY_FILE are set: unset one of them"
+            )
+        elif env_key:
+            api_key, key_source = Secret(env_key.strip()), "TWENTY_API_KEY"
+        elif key_file:
+            api_key = _read_key_file(key_file, problems)
+            key_source = f"TWENTY_API_KEY_FILE ({key_file})"
+        if need_workspace and api_url is None and url_raw is None:
+            problems.append(
+                "no workspace: set TWENTY_API_URL (or --api-url) to your Twenty server, "
+                "or use --sandbox (TWENTY_SANDBOX=1) to work on a local sandbox workspace"
+            )
+        if need_workspace and api_key is None and not any("TWENTY_API_KEY" in p for p in problems):
+            problems.append(
+                "no API key: set TWENTY_API_KEY, or TWENTY_API_KEY_FILE to a file holding it "
+                "(create one in Twenty under Settings > APIs & Webhooks)"
+            )
+
+    if problems:
+        raise ConfigError(problems)
+    return Settings(
+        api_url=api_url,
+        api_key=api_key,
+        api_key_source=key_source,
+        sandbox=sandbox,
+        api=cast(ApiFlavour, api),
+        rate=rate,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        state_dir=state_dir,
+        quiet=bool(flags.get("quiet")),
+        log_format=cast(LogFormat, log_format),
+    )

@@ -1,0 +1,181 @@
+"""The exception tree, grouped by what the caller must do.
+
+::
+
+    PipelineError                     exit 1 unless a subclass says otherwise
+    ├── InputError                    fix your input; nothing was sent          -> exit 2
+    │   ├── ConfigError               flags, environment, secret files
+    │   └── MappingError              mapping / job files (every problem at once)
+    ├── ApiError                      something Twenty (or the network) answered
+    │   ├── RetriableApiError         back off and retry; exhausted -> exit 1
+    │   │   ├── RateLimitedError      429, GraphQL "Limit reached" / RATE_LIMITED
+    │   │   ├── ServerError           5xx, GraphQL INTERNAL_SERVER_ERROR / TIMEOUT
+    │   │   └── TransportError        timeouts, refused or dropped connections
+    │   ├── FatalApiError             abort the run, keep the checkpoint        -> exit 1
+    │   │   ├── AuthError             401 / 403 / UNAUTHENTICATED / FORBIDDEN
+    │   │   └── NotFoundError         404, unknown object or route
+    │   └── BatchRejectedError        Twenty refused this batch's data: isolate the bad
+    │       │                         records, reject them, load the rest
+    │       └── BatchTooLargeError    "Maximum number of records ..." -> smaller batches
+    ├── RejectedRow                   one row cannot be loaded: goes to rejects.csv
+    └── Interrupted                   Ctrl-C / SIGTERM; checkpoint flushed      -> exit 130
+
+The CLI turns any of these into an exit code in one place (``cli.py``); stages raise
+them and never print.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Stage = Literal["read", "normalize", "load", "export"]
+"""The names of the pipeline stages, used in errors, checkpoints and progress labels."""
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_REJECTED = 3
+EXIT_INTERRUPTED = 130
+
+
+class PipelineError(Exception):
+    """Root of every error the product raises on purpose."""
+
+    exit_code: int = EXIT_FAILED
+
+
+class InputError(PipelineError):
+    """The user's input is wrong; nothing was sent to the workspace."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(InputError):
+    """Flags, environment variables or secret files are wrong or missing.
+
+    Carries every problem found, so the user fixes them in one go.
+    """
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class MappingError(InputError):
+    """A mapping or job file is invalid; ``problems`` lists every one of them."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class ApiError(PipelineError):
+    """A call to the workspace failed.
+
+    Attributes:
+        status_code: HTTP status, when a response arrived.
+        method: HTTP method of the call.
+        path: URL path of the call (never the query string, which may hold a token).
+        server_message: Twenty's own message, when it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        server_message: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.method = method
+        self.path = path
+        self.server_message = server_message
+
+
+class RetriableApiError(ApiError):
+    """A passing failure: back off and retry the same call."""
+
+
+class RateLimitedError(RetriableApiError):
+    """The workspace's rate limit answered; ``retry_after`` is in seconds when Twenty said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class ServerError(RetriableApiError):
+    """The server failed (5xx, internal error, query timeout)."""
+
+
+class TransportError(RetriableApiError):
+    """The network failed: timeout, refused, reset or dropped connection.
+
+    ``maybe_applied`` is true when the request may have reached the server (a read
+    timeout or a dropped connection after sending), so only idempotent calls may be
+    re-sent.
+    """
+
+    def __init__(self, message: str, *, maybe_applied: bool, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.maybe_applied = maybe_applied
+
+
+class FatalApiError(ApiError):
+    """Retrying cannot help: abort the run and keep the checkpoint."""
+
+
+class AuthError(FatalApiError):
+    """The API key was refused (missing, invalid, expired, revoked or lacking rights)."""
+
+
+class NotFoundError(FatalApiError):
+    """The object, record or route does not exist in this workspace."""
+
+
+class BatchRejectedError(ApiError):
+    """Twenty refused the data of one batch (validation, duplicate key, conflict).
+
+    The loader isolates the offending records (by splitting the batch) and sends
+    them to the rejects file with ``server_message``; the rest still loads.
+    """
+
+
+class BatchTooLargeError(BatchRejectedError):
+    """The server's per-call record limit is below the batch size.
+
+    ``limit`` is the maximum Twenty announced, when its message says it.
+    """
+
+    def __init__(self, message: str, *, limit: int | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.limit = limit
+
+
+class RejectedRow(PipelineError):
+    """One source row cannot be loaded; it goes to the rejects file with its reason.
+
+    Attributes:
+        row_number: the row number as the user sees it in the source file.
+        stage: where it was rejected.
+        reason: a sentence a person understands.
+        column: the source column at fault, when there is one.
+    """
+
+    def __init__(
+        self, row_number: int, stage: Stage, reason: str, *, column: str | None = None
+    ) -> None:
+        super().__init__(f"row {row_number}: {reason}")
+        self.row_number = row_number
+        self.stage = stage
+        self.reason = reason
+        self.column = column
+
+
+class Interrupted(PipelineError):
+    """The run was interrupted (Ctrl-C, SIGTERM); the checkpoint was flushed."""
+
+    exit_code = EXIT_INTERRUPTED

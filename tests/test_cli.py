@@ -1,0 +1,96 @@
+"""The CLI: help everywhere, exit codes and exact messages, errors mapped in one place."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline import cli as cli_module
+from pipeline.cli import cli
+from pipeline.errors import AuthError
+
+
+def all_commands() -> list[str]:
+    return sorted(cli.commands)
+
+
+def test_help_lists_commands_and_exit_codes() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for name in all_commands():
+        assert name in result.output
+    assert "130 interrupted" in result.output
+
+
+@pytest.mark.parametrize("command", all_commands())
+def test_every_command_has_help(command: str) -> None:
+    result = CliRunner().invoke(cli, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage: cli " + command in result.output or f"Usage: twenty-pipeline {command}" in (
+        result.output
+    )
+
+
+def test_python_dash_m_is_the_same_cli() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0
+    assert "Usage: twenty-pipeline" in done.stdout or "Usage: python -m pipeline" in done.stdout
+    assert "schema" in done.stdout
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert "twenty-pipeline, version" in result.output
+
+
+def test_no_workspace_is_exit_2_naming_both_options() -> None:
+    result = CliRunner().invoke(cli, ["schema"], env={"TWENTY_API_KEY": "k"})
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: no workspace: set TWENTY_API_URL (or --api-url) to your Twenty server, "
+        "or use --sandbox (TWENTY_SANDBOX=1) to work on a local sandbox workspace\n"
+    )
+
+
+def test_every_config_problem_at_once() -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["schema", "--rate", "fast", "--batch-size", "0", "--api-url", "https://x.io"],
+        env={"TWENTY_API_KEY": "k"},
+    )
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        "Error: several problems, nothing was sent:",
+        "  - --batch-size: 0 must be between 1 and 200",
+        "  - --rate: rate 'fast' is not CALLS/SECONDS: write it like 100/60 "
+        "(100 calls every 60 seconds, Twenty's default)",
+    ]
+
+
+def test_pipeline_errors_become_exit_codes_without_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    @asynccontextmanager
+    async def refusing(settings: Any) -> AsyncIterator[Any]:
+        raise AuthError(
+            "the workspace refused the API key from TWENTY_API_KEY (401: Token invalid.)"
+        )
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(cli_module, "open_workspace", refusing)
+    result = CliRunner().invoke(
+        cli, ["schema"], env={"TWENTY_API_URL": "https://x.io", "TWENTY_API_KEY": "sk-secret-9"}
+    )
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "Token invalid." in result.output
+    assert "sk-secret-9" not in result.output

@@ -1,0 +1,589 @@
+"""TwentyClient against httpx.MockTransport tables: retries, errors, halving, pacing."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from pipeline import errors
+from pipeline.client import ObjectNames, Pacer, TwentyClient, map_httpx_errors
+from pipeline.config import Rate
+
+PEOPLE = ObjectNames("person", "people")
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def sequence(*answers: httpx.Response | Exception) -> tuple[Handler, list[httpx.Request]]:
+    """A handler that gives ``answers`` in order and records the requests it saw."""
+    seen: list[httpx.Request] = []
+    queue: Iterator[httpx.Response | Exception] = iter(answers)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        answer = next(queue)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return handler, seen
+
+
+def rest_created(n: int) -> httpx.Response:
+    return httpx.Response(
+        201, json={"data": {"createPeople": [{"id": f"id-{i}"} for i in range(n)]}}
+    )
+
+
+def gql_created(n: int) -> httpx.Response:
+    return httpx.Response(
+        200, json={"data": {"createPeople": [{"id": f"id-{i}"} for i in range(n)]}}
+    )
+
+
+LEGACY_429 = httpx.Response(
+    429,
+    json={
+        "statusCode": 429,
+        "error": "HttpException",
+        "messages": ["Limit reached (100 tokens per 60000 ms)"],
+    },
+)
+
+
+def newest_429(retry_after: str) -> httpx.Response:
+    return httpx.Response(
+        429,
+        headers={
+            "Retry-After": retry_after,
+            "X-RateLimit-Limit": "100",
+            "X-RateLimit-Remaining": "0",
+        },
+        json={
+            "statusCode": 429,
+            "error": "RATE_LIMITED",
+            "messages": ["Rate limit exceeded for apiKey: 100 requests per 60s."],
+            "retryAfterSeconds": int(retry_after),
+        },
+    )
+
+
+async def test_rest_batch_upsert_sends_array_with_upsert_flag(make_client: Any) -> None:
+    handler, seen = sequence(rest_created(2))
+    async with make_client(handler, api="rest") as client:
+        out = await client.upsert_many(PEOPLE, [{"city": "Paris"}, {"city": "Lyon"}])
+    assert [r["id"] for r in out] == ["id-0", "id-1"]
+    request = seen[0]
+    assert request.method == "POST"
+    assert request.url.path == "/rest/batch/people"
+    assert request.url.params["upsert"] == "true"
+    assert json.loads(request.content) == [{"city": "Paris"}, {"city": "Lyon"}]
+    assert request.headers["authorization"] == "Bearer sk-test-123"
+    assert client.stats.writes == 1
+
+
+async def test_rest_batch_accepts_transitional_envelope(make_client: Any) -> None:
+    handler, _ = sequence(httpx.Response(201, json={"data": {"people": [{"id": "a"}]}}))
+    async with make_client(handler, api="rest") as client:
+        assert await client.upsert_many(PEOPLE, [{"city": "x"}]) == [{"id": "a"}]
+
+
+async def test_graphql_batch_upsert_document(make_client: Any) -> None:
+    handler, seen = sequence(gql_created(1))
+    async with make_client(handler) as client:
+        await client.upsert_many(PEOPLE, [{"city": "Paris"}])
+    body = json.loads(seen[0].content)
+    assert seen[0].url.path == "/graphql"
+    assert "createPeople(data: $data, upsert: $upsert)" in body["query"]
+    assert "[PersonCreateInput!]!" in body["query"]
+    assert body["variables"] == {"data": [{"city": "Paris"}], "upsert": True}
+
+
+async def test_429_without_retry_after_backs_off_at_least_one_interval(
+    make_client: Any, sleeps: Any
+) -> None:
+    handler, seen = sequence(LEGACY_429, LEGACY_429, rest_created(1))
+    async with make_client(handler, api="rest", rate=Rate(100, 60)) as client:
+        # pace the test quickly: only the back-off matters here
+        client._pacer._limiter = type(client._pacer._limiter)(1000, 1)
+        await client.upsert_many(PEOPLE, [{"city": "x"}])
+    assert len(seen) == 3
+    assert client.stats.rate_limited == 2
+    assert client.stats.retries == 2
+    backoffs = [d for d in sleeps.delays if d >= 0.6]
+    assert len(backoffs) >= 2  # each wait is at least window/limit = 0.6 s
+    assert client.pace_interval > 0.6 * 1.02  # the pace slowed down after 429s
+
+
+async def test_429_with_retry_after_waits_what_the_server_says(
+    make_client: Any, sleeps: Any
+) -> None:
+    handler, seen = sequence(newest_429("7"), rest_created(1))
+    async with make_client(handler, api="rest") as client:
+        await client.upsert_many(PEOPLE, [{"city": "x"}])
+    assert len(seen) == 2
+    assert 7.0 in sleeps.delays
+    assert client.stats.rate_limited == 1
+
+
+async def test_graphql_rate_limit_in_200_is_retried(make_client: Any, sleeps: Any) -> None:
+    limited = httpx.Response(
+        200,
+        json={
+            "data": None,
+            "errors": [
+                {
+                    "message": "Limit reached (100 tokens per 60000 ms)",
+                    "extensions": {"code": "BAD_USER_INPUT"},
+                }
+            ],
+        },
+    )
+    newest = httpx.Response(
+        200,
+        json={
+            "errors": [
+                {
+                    "message": "Rate limit exceeded",
+                    "extensions": {"code": "RATE_LIMITED", "retryAfterMs": 2500},
+                }
+            ]
+        },
+    )
+    handler, seen = sequence(limited, newest, gql_created(1))
+    async with make_client(handler) as client:
+        await client.upsert_many(PEOPLE, [{"city": "x"}])
+    assert len(seen) == 3
+    assert client.stats.rate_limited == 2
+    assert 2.5 in sleeps.delays
+
+
+async def test_graphql_validation_error_is_a_batch_error(make_client: Any) -> None:
+    bad = httpx.Response(
+        200,
+        json={
+            "data": None,
+            "errors": [
+                {
+                    "message": "Invalid value 'FOO' for field \"stage\"",
+                    "extensions": {"code": "BAD_USER_INPUT"},
+                }
+            ],
+        },
+    )
+    handler, seen = sequence(bad)
+    async with make_client(handler) as client:
+        with pytest.raises(errors.BatchRejectedError) as info:
+            await client.upsert_many(PEOPLE, [{"stage": "FOO"}])
+    assert info.value.server_message == "Invalid value 'FOO' for field \"stage\""
+    assert len(seen) == 1  # never retried
+
+
+async def test_500_then_success(make_client: Any, sleeps: Any) -> None:
+    handler, seen = sequence(
+        httpx.Response(500, json={"statusCode": 500, "messages": ["boom"], "error": "x"}),
+        httpx.Response(503, text="upstream down"),
+        rest_created(1),
+    )
+    async with make_client(handler, api="rest") as client:
+        out = await client.upsert_many(PEOPLE, [{"city": "x"}])
+    assert out == [{"id": "id-0"}]
+    assert len(seen) == 3
+    assert client.stats.retries == 2
+    assert len(sleeps.delays) == 2
+    assert sleeps.delays[1] >= 1.0  # exponential: the second wait's floor is 2 s / 2
+
+
+async def test_timeout_then_success_for_an_upsert(make_client: Any) -> None:
+    request = httpx.Request("POST", "https://crm.example.com/rest/batch/people")
+    handler, seen = sequence(httpx.ReadTimeout("slow", request=request), rest_created(1))
+    async with make_client(handler, api="rest") as client:
+        await client.upsert_many(PEOPLE, [{"city": "x"}])
+    assert len(seen) == 2
+
+
+async def test_timeout_of_a_plain_create_is_not_resent(make_client: Any) -> None:
+    """A create without upsert may have been applied: re-sending could duplicate it."""
+    request = httpx.Request("POST", "https://crm.example.com/rest/batch/people")
+    handler, seen = sequence(httpx.ReadTimeout("slow", request=request), rest_created(1))
+    async with make_client(handler, api="rest") as client:
+        with pytest.raises(errors.TransportError) as info:
+            await client.upsert_many(PEOPLE, [{"city": "x"}], upsert=False)
+    assert info.value.maybe_applied
+    assert len(seen) == 1
+
+
+async def test_connect_error_of_a_plain_create_is_resent(make_client: Any) -> None:
+    request = httpx.Request("POST", "https://crm.example.com/rest/batch/people")
+    handler, seen = sequence(httpx.ConnectError("refused", request=request), rest_created(1))
+    async with make_client(handler, api="rest") as client:
+        await client.upsert_many(PEOPLE, [{"city": "x"}], upsert=False)
+    assert len(seen) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (401, "Token invalid."),
+        (401, "Token has expired."),
+        (403, "Missing authentication token"),
+        (403, "This API Key is revoked"),
+    ],
+)
+async def test_auth_failures_abort_at_once_and_never_show_the_key(
+    make_client: Any, status: int, message: str
+) -> None:
+    body = {"statusCode": status, "messages": [message], "error": "UNAUTHENTICATED"}
+    handler, seen = sequence(httpx.Response(status, json=body))
+    async with make_client(handler) as client:
+        with pytest.raises(errors.AuthError) as info:
+            await client.metadata_objects()
+    assert len(seen) == 1
+    text = str(info.value)
+    assert "TWENTY_API_KEY" in text
+    assert message in text
+    assert "sk-test-123" not in text
+    assert info.value.exit_code == 1
+
+
+async def test_graphql_unauthenticated_is_auth_error(make_client: Any) -> None:
+    body = {"errors": [{"message": "Token invalid.", "extensions": {"code": "UNAUTHENTICATED"}}]}
+    handler, _ = sequence(httpx.Response(200, json=body))
+    async with make_client(handler) as client:
+        with pytest.raises(errors.AuthError):
+            await client.upsert_many(PEOPLE, [{"city": "x"}])
+
+
+async def test_400_is_a_batch_error_with_twentys_message(make_client: Any) -> None:
+    body = {
+        "statusCode": 400,
+        "error": "BadRequestException",
+        "messages": ['Object person doesn\'t have any "foo" field.'],
+    }
+    handler, seen = sequence(httpx.Response(400, json=body))
+    async with make_client(handler, api="rest") as client:
+        with pytest.raises(errors.BatchRejectedError) as info:
+            await client.upsert_many(PEOPLE, [{"foo": 1}])
+    assert info.value.status_code == 400
+    assert info.value.server_message == 'Object person doesn\'t have any "foo" field.'
+    assert not isinstance(info.value, errors.BatchTooLargeError)
+    assert len(seen) == 1
+
+
+async def test_rest_duplicate_on_upsert_suggests_graphql(make_client: Any) -> None:
+    body = {
+        "statusCode": 400,
+        "error": "BadRequestException",
+        "messages": ["Record already exists"],
+    }
+    handler, _ = sequence(httpx.Response(400, json=body))
+    async with make_client(handler, api="rest") as client:
+        with pytest.raises(errors.BatchRejectedError, match="use --api graphql"):
+            await client.upsert_many(PEOPLE, [{"id": "x"}])
+
+
+async def test_maximum_number_of_records_halves_the_batch(make_client: Any) -> None:
+    """A server whose message has no number: 8 -> 4 -> 2, and the lower size sticks."""
+    sizes: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        data = json.loads(request.content)
+        sizes.append(len(data))
+        if len(data) > 2:
+            return httpx.Response(
+                400,
+                json={
+                    "statusCode": 400,
+                    "error": "BadRequestException",
+                    "messages": ["Maximum number of records exceeded"],
+                },
+            )
+        return httpx.Response(
+            201, json={"data": {"createPeople": [{"id": r["city"]} for r in data]}}
+        )
+
+    records = [{"city": str(i)} for i in range(8)]
+    async with make_client(handler, api="rest") as client:
+        out = await client.upsert_many(PEOPLE, records)
+        assert [r["id"] for r in out] == [str(i) for i in range(8)]  # input order kept
+        assert client.max_batch_size == 2
+        sizes.clear()
+        await client.upsert_many(PEOPLE, records[:5])
+    assert sizes == [2, 2, 1]  # the next call starts at the learned size
+
+
+async def test_maximum_number_of_records_uses_the_stated_limit(make_client: Any) -> None:
+    sizes: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        data = json.loads(request.content)["variables"]["data"]
+        sizes.append(len(data))
+        if len(data) > 3:
+            return httpx.Response(
+                200,
+                json={
+                    "errors": [
+                        {
+                            "message": "Maximum number of records to upsert is 3.",
+                            "extensions": {"code": "BAD_USER_INPUT"},
+                        }
+                    ]
+                },
+            )
+        return gql_created(len(data))
+
+    async with make_client(handler) as client:
+        out = await client.upsert_many(PEOPLE, [{"city": "x"}] * 7)
+    assert len(out) == 7
+    assert sizes == [7, 3, 3, 1]
+    assert client.max_batch_size == 3
+
+
+async def test_retries_give_up_with_the_attempt_count(make_client: Any) -> None:
+    handler, seen = sequence(*[httpx.Response(502, text="bad gateway")] * 4)
+    async with make_client(handler, max_retries=3) as client:
+        with pytest.raises(errors.ServerError, match="gave up after 4 attempts"):
+            await client.metadata_fields()
+    assert len(seen) == 4
+
+
+async def test_html_answer_says_the_url_is_wrong(make_client: Any) -> None:
+    handler, _ = sequence(
+        httpx.Response(200, text="<html>app</html>", headers={"content-type": "text/html"})
+    )
+    async with make_client(handler) as client:
+        with pytest.raises(errors.FatalApiError, match="TWENTY_API_URL"):
+            await client.metadata_objects()
+
+
+async def test_redirect_is_fatal_and_names_the_target(make_client: Any) -> None:
+    handler, _ = sequence(httpx.Response(301, headers={"location": "https://new.example.com/"}))
+    async with make_client(handler) as client:
+        with pytest.raises(errors.FatalApiError, match=r"new\.example\.com"):
+            await client.metadata_objects()
+
+
+async def test_find_many_parses_envelope_and_pagination(make_client: Any) -> None:
+    pages = [
+        {
+            "data": {"people": [{"id": "1"}, {"id": "2"}]},
+            "totalCount": 3,
+            "pageInfo": {
+                "hasNextPage": True,
+                "hasPreviousPage": False,
+                "startCursor": "a",
+                "endCursor": "c2",
+            },
+        },
+        {
+            "data": {"people": [{"id": "3"}]},
+            "totalCount": 3,
+            "pageInfo": {
+                "hasNextPage": False,
+                "hasPreviousPage": True,
+                "startCursor": "c3",
+                "endCursor": "c3",
+            },
+        },
+    ]
+    handler, seen = sequence(*[httpx.Response(200, json=p) for p in pages])
+    async with make_client(handler) as client:
+        got = [p async for p in client.iter_pages(PEOPLE, filter="city[eq]:Paris", page_size=2)]
+    assert [r["id"] for p in got for r in p.records] == ["1", "2", "3"]
+    assert got[0].total_count == 3
+    assert seen[0].url.params["filter"] == "city[eq]:Paris"
+    assert seen[0].url.params["limit"] == "2"
+    assert "starting_after" not in seen[0].url.params
+    assert seen[1].url.params["starting_after"] == "c2"
+    assert client.stats.reads == 2
+
+
+async def test_repeated_cursor_stops_the_pager(make_client: Any) -> None:
+    page = {
+        "data": {"people": [{"id": "1"}]},
+        "pageInfo": {"hasNextPage": True, "endCursor": "same"},
+    }
+    handler, _ = sequence(*[httpx.Response(200, json=page)] * 3)
+    async with make_client(handler) as client:
+        with pytest.raises(errors.FatalApiError, match="repeated a page cursor"):
+            async for _ in client.iter_pages(PEOPLE):
+                pass
+
+
+async def test_graphql_find_many_connection(make_client: Any) -> None:
+    body = {
+        "data": {
+            "people": {
+                "edges": [{"node": {"id": "1"}, "cursor": "x"}],
+                "pageInfo": {"hasNextPage": False, "endCursor": "x"},
+                "totalCount": 1,
+            }
+        }
+    }
+    handler, seen = sequence(httpx.Response(200, json=body))
+    async with make_client(handler) as client:
+        page = await client.find_many_graphql(
+            PEOPLE, filter={"city": {"eq": "Paris"}}, selection="id city"
+        )
+    assert page.records == [{"id": "1"}]
+    assert page.total_count == 1
+    sent = json.loads(seen[0].content)
+    assert sent["variables"]["filter"] == {"city": {"eq": "Paris"}}
+    assert "PersonFilterInput" in sent["query"]
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+async def test_metadata_envelopes_and_paging(make_client: Any, legacy: bool) -> None:
+    def envelope(items: list[dict[str, Any]], more: bool, cursor: str) -> dict[str, Any]:
+        data: Any = {"objects": items} if legacy else items
+        return {"data": data, "pageInfo": {"hasNextPage": more, "endCursor": cursor}}
+
+    handler, seen = sequence(
+        httpx.Response(200, json=envelope([{"id": "o1"}], True, "k1")),
+        httpx.Response(200, json=envelope([{"id": "o2"}], False, "k2")),
+    )
+    async with make_client(handler) as client:
+        objects = await client.metadata_objects()
+    assert [o["id"] for o in objects] == ["o1", "o2"]
+    assert seen[1].url.params["starting_after"] == "k1"
+    assert client.stats.metadata == 2
+    assert client.stats.reads == 0
+
+
+# ------------------------------------------------------------------ error mapping
+
+
+def all_httpx_errors() -> list[type[httpx.HTTPError]]:
+    found: list[type[httpx.HTTPError]] = []
+    stack: list[type[httpx.HTTPError]] = [httpx.HTTPError]
+    while stack:
+        cls = stack.pop()
+        found.append(cls)
+        stack.extend(cls.__subclasses__())
+    return found
+
+
+@pytest.mark.parametrize("exc_class", all_httpx_errors(), ids=lambda c: c.__name__)
+def test_every_httpx_exception_maps_to_a_pipeline_error(exc_class: type[httpx.HTTPError]) -> None:
+    request = httpx.Request("GET", "https://crm.example.com/rest/people")
+    if issubclass(exc_class, httpx.HTTPStatusError):
+        exc: httpx.HTTPError = exc_class(
+            "x", request=request, response=httpx.Response(500, request=request)
+        )
+    elif issubclass(exc_class, httpx.RequestError):
+        exc = exc_class("x", request=request)
+    else:
+        exc = exc_class("x")
+    with pytest.raises(errors.PipelineError) as info, map_httpx_errors("GET", "/rest/people"):
+        raise exc
+    assert isinstance(info.value, errors.ApiError)
+    assert info.value.path == "/rest/people"
+
+
+@pytest.mark.parametrize(
+    ("exc_class", "retriable", "maybe_applied"),
+    [
+        (httpx.ConnectError, True, False),
+        (httpx.ConnectTimeout, True, False),
+        (httpx.PoolTimeout, True, False),
+        (httpx.ReadTimeout, True, True),
+        (httpx.WriteTimeout, True, True),
+        (httpx.ReadError, True, True),
+        (httpx.RemoteProtocolError, True, True),
+        (httpx.LocalProtocolError, False, None),
+        (httpx.UnsupportedProtocol, False, None),
+    ],
+)
+def test_transport_errors_classified(
+    exc_class: type[httpx.RequestError], retriable: bool, maybe_applied: bool | None
+) -> None:
+    request = httpx.Request("POST", "https://crm.example.com/graphql")
+    with pytest.raises(errors.ApiError) as info, map_httpx_errors("POST", "/graphql"):
+        raise exc_class("x", request=request)
+    assert isinstance(info.value, errors.RetriableApiError) is retriable
+    if maybe_applied is not None:
+        assert isinstance(info.value, errors.TransportError)
+        assert info.value.maybe_applied is maybe_applied
+
+
+# ------------------------------------------------------------------ pacing
+
+
+class LegacyBucket:
+    """Twenty's legacy token bucket (twenty-api.md §5.1), clocked by the event loop."""
+
+    def __init__(self, limit: int, window_ms: float, start_tokens: int) -> None:
+        self.limit = limit
+        self.window_ms = window_ms
+        self.tokens = start_tokens
+        self.last_refill_ms: float | None = None
+
+    def consume(self, now_ms: float) -> bool:
+        refill = 0
+        if self.last_refill_ms is not None:
+            refill = int((now_ms - self.last_refill_ms) * self.limit // self.window_ms)
+        available = min(self.tokens + refill, self.limit)
+        if available < 1:
+            return False
+        self.tokens = available - 1
+        self.last_refill_ms = now_ms
+        return True
+
+
+async def test_pacing_schedule_never_drains_the_legacy_bucket(make_client: Any) -> None:
+    """Call starts, as recorded on the loop clock, are always >= window/limit apart.
+
+    The bucket starts empty but for one token, so any call that arrives early is a
+    429: the test fails on the first too-close start rather than after a burst.
+    """
+    rate = Rate(50, 0.5)  # 10 ms spacing
+    bucket = LegacyBucket(50, 500, start_tokens=1)
+    starts: list[float] = []
+    refused = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal refused
+        now = asyncio.get_running_loop().time()
+        starts.append(now)
+        if not bucket.consume(now * 1000):
+            refused += 1
+            return LEGACY_429
+        return gql_created(1)
+
+    async with make_client(handler, rate=rate, concurrency=4, sleep=asyncio.sleep) as client:
+        await asyncio.gather(*(client.upsert_many(PEOPLE, [{"city": "x"}]) for _ in range(40)))
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert refused == 0
+    assert client.stats.rate_limited == 0
+    assert len(starts) == 40
+    assert min(gaps) >= rate.interval
+
+
+async def test_pacer_slows_after_429_and_recovers() -> None:
+    pacer = Pacer(Rate(100, 60), margin=0.0)
+    assert pacer.interval == pytest.approx(0.6)
+    pacer.slow_down()
+    pacer.slow_down()
+    assert pacer.interval == pytest.approx(0.6 * 1.25 * 1.25)
+    for _ in range(10):
+        pacer.slow_down()
+    assert pacer.interval == pytest.approx(0.6 * 4)  # capped
+    for _ in range(Pacer.RECOVER_AFTER * 10):
+        pacer.succeeded()
+    assert pacer.interval == pytest.approx(0.6)
+
+
+async def test_one_http_client_per_run_and_closed(make_client: Any) -> None:
+    handler, _ = sequence(gql_created(1), gql_created(1))
+    client: TwentyClient = make_client(handler)
+    async with client:
+        http = client._http
+        await client.upsert_many(PEOPLE, [{"city": "x"}])
+        await client.upsert_many(PEOPLE, [{"city": "y"}])
+        assert client._http is http
+    assert http.is_closed
