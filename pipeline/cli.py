@@ -16,7 +16,14 @@ from typing import Any, TypeVar
 import click
 
 from pipeline import __version__
-from pipeline.config import Secret, Settings, build_settings
+from pipeline.config import (
+    DEFAULT_STATE_DIR,
+    SANDBOX_FILE_NAME,
+    Rate,
+    Secret,
+    Settings,
+    build_settings,
+)
 from pipeline.errors import (
     EXIT_INTERRUPTED,
     ConfigError,
@@ -114,6 +121,15 @@ def workspace_options(func: F) -> F:
     options = [
         click.option(
             "--api-url", help="Workspace base URL, e.g. https://crm.example.com [TWENTY_API_URL]"
+        ),
+        click.option(
+            "--sandbox",
+            is_flag=False,
+            flag_value="",
+            default=None,
+            metavar="[PATH]",
+            help="Work on a local sandbox workspace stored at PATH "
+            "[TWENTY_SANDBOX; default PATH .twenty-pipeline/sandbox.sqlite].",
         ),
         click.option(
             "--api-key",
@@ -255,6 +271,129 @@ def schema(object_name: str | None, as_json: bool, show_all: bool, **flags: Any)
         for f in fields
     ]
     _table(("FIELD", "TYPE", "NULL", "UNIQUE", "WRITE", "DETAILS"), rows)
+
+
+@cli.group()
+def sandbox() -> None:
+    """A local Twenty-compatible workspace to rehearse a migration against."""
+
+
+@sandbox.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=3000, show_default=True, type=int, help="Port (0: any free one).")
+@click.option(
+    "--db",
+    "db_path",
+    default=str(DEFAULT_STATE_DIR / SANDBOX_FILE_NAME),
+    show_default=True,
+    help="SQLite file of the workspace (created and seeded on first use).",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["newest", "legacy"]),
+    default="newest",
+    show_default=True,
+    help="Which Twenty generation to mimic (envelopes, 429 shape, REST batch upsert).",
+)
+@click.option("--api-key", "api_key", help="Accept this API key (default: the stored one).")
+@click.option(
+    "--rate",
+    default="100/60",
+    show_default=True,
+    metavar="CALLS/SECONDS",
+    help="The workspace token bucket.",
+)
+@click.option("--no-throttle", is_flag=True, help="Never answer 429.")
+@click.option(
+    "--max-records", default=200, show_default=True, type=int, help="Records per batch call."
+)
+@click.option("--latency", default="0", metavar="MS[:MS]", help="Added latency range (faults).")
+@click.option("--error-rate", default=0.0, type=float, help="Share of calls answered 500.")
+@click.option("--reset-rate", default=0.0, type=float, help="Share of calls cut before applying.")
+@click.option(
+    "--drop-after-apply-rate",
+    default=0.0,
+    type=float,
+    help="Share of calls applied whose answer is then lost.",
+)
+@click.option("--seed", type=int, default=None, help="Seed of the fault draws.")
+def sandbox_serve(
+    host: str,
+    port: int,
+    db_path: str,
+    profile: str,
+    api_key: str | None,
+    rate: str,
+    no_throttle: bool,
+    max_records: int,
+    latency: str,
+    error_rate: float,
+    reset_rate: float,
+    drop_after_apply_rate: float,
+    seed: int | None,
+) -> None:
+    """Serve a sandbox workspace over HTTP (REST, GraphQL and metadata API).
+
+    Example: twenty-pipeline sandbox serve --port 3000 --profile legacy
+    """
+    import socket
+
+    import uvicorn
+
+    from pipeline.sandbox import Faults, Sandbox, SandboxOptions
+
+    problems = []
+    try:
+        bucket = Rate.parse(rate)
+    except ValueError as exc:
+        problems.append(f"--rate: {exc}")
+        bucket = Rate(100, 60)
+    try:
+        low, _, high = latency.partition(":")
+        latency_s = (float(low) / 1000, float(high or low) / 1000)
+    except ValueError:
+        problems.append(f"--latency: {latency!r} is not MS or MIN_MS:MAX_MS")
+        latency_s = (0.0, 0.0)
+    for name, value in (
+        ("--error-rate", error_rate),
+        ("--reset-rate", reset_rate),
+        ("--drop-after-apply-rate", drop_after_apply_rate),
+    ):
+        if not 0 <= value <= 1:
+            problems.append(f"{name}: {value} must be between 0 and 1")
+    if problems:
+        raise ConfigError(problems)
+    options = SandboxOptions(
+        profile="legacy" if profile == "legacy" else "newest",
+        rate_limit=bucket.calls,
+        rate_window_ms=bucket.seconds * 1000,
+        throttle=not no_throttle,
+        max_records=max_records,
+        faults=Faults(
+            latency=latency_s,
+            error_rate=error_rate,
+            reset_rate=reset_rate,
+            drop_after_apply_rate=drop_after_apply_rate,
+            seed=seed,
+        ),
+    )
+    workspace = Sandbox(db_path, options, api_key=api_key)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(f"--port: cannot listen on {host}:{port}: {exc.strerror}") from exc
+    url = f"http://{host}:{listener.getsockname()[1]}"
+    click.echo(f"Sandbox workspace {db_path} ({profile} profile) listening on {url}")
+    click.echo(f"  export TWENTY_API_URL={url}")
+    click.echo(f"  export TWENTY_API_KEY={workspace.api_key}")
+    sys.stdout.flush()
+    config = uvicorn.Config(workspace.app, log_level="warning", lifespan="off")
+    try:
+        uvicorn.Server(config).run(sockets=[listener])
+    finally:
+        workspace.close()
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

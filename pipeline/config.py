@@ -21,6 +21,7 @@ LogFormat = Literal["text", "json"]
 
 DEFAULT_STATE_DIR = Path(".twenty-pipeline")
 SANDBOX_FILE_NAME = "sandbox.sqlite"
+SANDBOX_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 MAX_BATCH_SIZE = 200  # Twenty's QUERY_MAX_RECORDS (twenty-api.md §2.4)
 DEFAULT_BATCH_SIZE = 60  # what Twenty's docs promise on every release
 
@@ -202,6 +203,14 @@ def _sandbox_path(
     if flag is not None:
         # ``--sandbox`` with no value arrives as "" (click's flag_value).
         text = str(flag)
+        if text and Path(text).suffix.lower() not in SANDBOX_SUFFIXES:
+            # click cannot tell `--sandbox person` (an argument after a bare flag) from a
+            # path; a sandbox file always has a database suffix, so refuse the ambiguity.
+            problems.append(
+                f"--sandbox: {text!r} is not a .sqlite file; to pass an argument, put it "
+                f"before --sandbox or write --sandbox={DEFAULT_STATE_DIR / SANDBOX_FILE_NAME}"
+            )
+            return None, "--sandbox"
         return (Path(text) if text else state_dir / SANDBOX_FILE_NAME), "--sandbox"
     raw = env.get("TWENTY_SANDBOX")
     if raw is None or raw.strip().lower() in _FALSE:
@@ -275,7 +284,7 @@ def build_settings(
 
     api_key: Secret | None = None
     key_source: str | None = None
-    if sandbox is None:
+    if sandbox is None and sandbox_source is None:
         flag_key = flags.get("api_key")
         env_key = env.get("TWENTY_API_KEY") or None
         key_file = env.get("TWENTY_API_KEY_FILE") or None

@@ -5,12 +5,39 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
+
 from pipeline.client import TwentyClient
-from pipeline.config import Settings
+from pipeline.config import Secret, Settings
+
+SANDBOX_BASE_URL = "http://sandbox.local"
 
 
 @asynccontextmanager
 async def open_workspace(settings: Settings) -> AsyncIterator[TwentyClient]:
-    """Yield one :class:`TwentyClient` for the whole run and close it afterwards."""
-    async with TwentyClient.from_settings(settings) as client:
-        yield client
+    """Yield one :class:`TwentyClient` for the whole run and close it afterwards.
+
+    With ``settings.sandbox`` the client talks to an in-process sandbox stored at
+    that path (created and seeded with Twenty's standard objects on first use),
+    through ``httpx.ASGITransport``: same client, same pacing, no socket.
+    """
+    if settings.sandbox is None:
+        async with TwentyClient.from_settings(settings) as client:
+            yield client
+        return
+    from pipeline.sandbox import Sandbox  # only runs that use it pay for its import
+
+    sandbox = Sandbox(settings.sandbox)
+    try:
+        async with TwentyClient(
+            base_url=SANDBOX_BASE_URL,
+            api_key=Secret(sandbox.api_key),
+            key_source=f"the sandbox at {settings.sandbox}",
+            rate=settings.rate,
+            concurrency=settings.concurrency,
+            api=settings.api,
+            transport=httpx.ASGITransport(app=sandbox.app),
+        ) as client:
+            yield client
+    finally:
+        sandbox.close()
