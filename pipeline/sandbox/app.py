@@ -57,7 +57,9 @@ class Faults:
     """Fault injection for tests, off by default; applies to core REST and GraphQL calls.
 
     Attributes:
-        latency: (min, max) seconds added before each call is handled.
+        latency: (min, max) seconds by which each answer is held back. The call is
+            applied on arrival and its answer is late, like a slow database or a long
+            way back; arrival times (what the token bucket measures) are not jittered.
         error_rate: share of calls answered 500 before anything is applied.
         reset_rate: share of calls whose connection is cut before anything is applied.
         drop_after_apply_rate: share of calls applied, whose answer is then lost.
@@ -679,8 +681,9 @@ class FaultInjector:
             return
         rng = self.sandbox._rng
         low, high = faults.latency
-        if high > 0:
-            await asyncio.sleep(rng.uniform(low, high))
+        delay = rng.uniform(low, high) if high > 0 else 0.0
+        if delay:
+            send = _delayed(send, delay)
         roll = rng.random()
         if roll < faults.reset_rate:
             await _cut(send, "injected fault: connection reset before the call was applied")
@@ -700,6 +703,17 @@ class FaultInjector:
             await _cut(send, "injected fault: the call was applied, then the connection dropped")
             return
         await self.app(scope, receive, send)
+
+
+def _delayed(send: Send, delay: float) -> Send:
+    """A ``send`` that holds the answer back for ``delay`` seconds before it starts."""
+
+    async def delayed_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            await asyncio.sleep(delay)
+        await send(message)
+
+    return delayed_send
 
 
 async def _cut(send: Send, reason: str) -> None:

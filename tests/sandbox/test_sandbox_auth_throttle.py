@@ -1,0 +1,208 @@
+"""Auth answers (twenty-api.md §1) and the token bucket with its 429s (§5), on a fake clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from pipeline.sandbox.throttle import TokenBucket
+from tests.sandbox.conftest import FakeClock, client_for, gql
+
+# ------------------------------------------------------------------ auth
+
+
+@pytest.mark.parametrize(
+    ("token", "status", "error", "message"),
+    [
+        (None, 403, "FORBIDDEN_EXCEPTION", "Missing authentication token"),
+        ("nope", 401, "UNAUTHENTICATED", "Token invalid."),
+        ("expired-key", 401, "UNAUTHENTICATED", "Token has expired."),
+        ("revoked-key", 403, "FORBIDDEN_EXCEPTION", "This API Key is revoked"),
+    ],
+)
+async def test_rest_auth_failures(
+    make_sandbox: Any, token: str | None, status: int, error: str, message: str
+) -> None:
+    sandbox = make_sandbox()
+    sandbox.engine.add_api_key("expired-key", expires_at="2020-01-01T00:00:00.000Z")
+    sandbox.engine.add_api_key("revoked-key", revoked_at="2024-01-01T00:00:00.000Z")
+    async with client_for(sandbox, token) as api:
+        for path in ("/rest/people", "/rest/metadata/objects"):
+            r = await api.get(path)
+            assert r.status_code == status
+            assert r.json() == {"statusCode": status, "error": error, "messages": [message]}
+        body = (await api.post("/graphql", json={"query": "{ people { totalCount } }"})).json()
+    assert body["errors"][0]["message"] == message
+    assert body["errors"][0]["extensions"]["code"] == (
+        "UNAUTHENTICATED" if status == 401 else "FORBIDDEN"
+    )
+
+
+async def test_token_query_parameter_is_accepted(make_sandbox: Any) -> None:
+    sandbox = make_sandbox()
+    async with client_for(sandbox, None) as api:
+        r = await api.get("/rest/people", params={"token": sandbox.api_key})
+    assert r.status_code == 200
+
+
+async def test_open_api_without_token_has_no_paths(make_sandbox: Any) -> None:
+    sandbox = make_sandbox()
+    async with client_for(sandbox, None) as anon:
+        assert (await anon.get("/rest/open-api/core")).json()["paths"] == {}
+    async with client_for(sandbox) as api:
+        paths = (await api.get("/open-api/core")).json()["paths"]
+    assert "/batch/people" in paths and "/restore/companies/{id}" in paths
+
+
+# ------------------------------------------------------------------ bucket arithmetic
+
+
+def test_bucket_refill_rounds_down_and_restarts_on_every_call() -> None:
+    bucket = TokenBucket(limit=100, window_ms=60_000)
+    now = 0.0
+    assert bucket.consume(now)  # a missing bucket is full: 99 left
+    for _ in range(99):
+        now += 599  # 599 ms regains floor(0.998) = 0 tokens
+        assert bucket.consume(now)
+    assert bucket.tokens == 0
+    now += 599
+    assert not bucket.consume(now)
+    assert bucket.last_refill_ms == now - 599  # a refused call writes nothing
+    now += 1  # 600 ms since the last accepted call: exactly one token
+    assert bucket.consume(now)
+    now += 1199  # 1.998 tokens -> 1
+    assert bucket.consume(now)
+    assert bucket.tokens == 0
+
+
+def test_spacing_of_600_ms_is_sustainable_forever() -> None:
+    bucket = TokenBucket(limit=100, window_ms=60_000, tokens=0, last_refill_ms=0.0)
+    assert all(bucket.consume(600.0 * i) for i in range(1, 1000))
+
+
+# ------------------------------------------------------------------ 429 shapes
+
+
+async def test_legacy_429_shape_and_no_headers(make_sandbox: Any, clock: FakeClock) -> None:
+    sandbox = make_sandbox(throttle=True, profile="legacy", rate_limit=3, rate_window_ms=60_000)
+    async with client_for(sandbox) as api:
+        for _ in range(3):
+            assert (await api.get("/rest/people")).status_code == 200
+        r = await api.get("/rest/people")
+        assert r.status_code == 429
+        assert r.json() == {
+            "statusCode": 429,
+            "error": "HttpException",
+            "messages": ["Limit reached (3 tokens per 60000 ms)"],
+        }
+        assert "retry-after" not in r.headers
+        clock.advance(20_000)  # window/limit = 20 s gives one token back
+        assert (await api.get("/rest/people")).status_code == 200
+
+
+async def test_newest_429_shape_and_headers(make_sandbox: Any, clock: FakeClock) -> None:
+    sandbox = make_sandbox(throttle=True, rate_limit=2, rate_window_ms=60_000)
+    async with client_for(sandbox) as api:
+        await api.get("/rest/people")
+        await api.get("/rest/people")
+        clock.advance(5_000)
+        r = await api.get("/rest/people")
+    assert r.status_code == 429
+    body = r.json()
+    assert body["error"] == "RATE_LIMITED"
+    assert body["messages"] == ["Rate limit exceeded for apiKey: 2 requests per 60s."]
+    assert body["retryAfterSeconds"] == 25 and r.headers["retry-after"] == "25"
+    assert r.headers["x-ratelimit-limit"] == "2"
+    assert r.headers["x-ratelimit-remaining"] == "0"
+    assert int(r.headers["x-ratelimit-reset"]) > 0
+    assert body["scope"] == {
+        "spenderType": "apiKey",
+        "spenderId": None,
+        "operationType": "API_REQUEST",
+    }
+
+
+async def test_short_bucket_is_checked_too(make_sandbox: Any, clock: FakeClock) -> None:
+    sandbox = make_sandbox(throttle=True, short_limit=2, short_window_ms=1_000, profile="legacy")
+    async with client_for(sandbox) as api:
+        await api.get("/rest/people")
+        await api.get("/rest/people")
+        r = await api.get("/rest/people")
+        assert r.json()["messages"] == ["Limit reached (2 tokens per 1000 ms)"]
+        clock.advance(1_000)
+        assert (await api.get("/rest/people")).status_code == 200
+
+
+async def test_graphql_counts_each_root_field(make_sandbox: Any) -> None:
+    sandbox = make_sandbox(throttle=True, profile="legacy", rate_limit=3)
+    async with client_for(sandbox) as api:
+        body = await gql(
+            api,
+            "{ a: people { totalCount } b: notes { totalCount } "
+            "c: tasks { totalCount } d: companies { totalCount } }",
+        )
+    assert body["data"] is None or body["data"].get("d") is None
+    assert len(body["errors"]) == 1
+    error = body["errors"][0]
+    assert error["message"] == "Limit reached (3 tokens per 60000 ms)"
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["path"] == ["d"]
+
+
+async def test_graphql_newest_rate_limited_code(make_sandbox: Any) -> None:
+    sandbox = make_sandbox(throttle=True, rate_limit=1)
+    async with client_for(sandbox) as api:
+        await gql(api, "{ people { totalCount } }")
+        body = await gql(api, "{ people { totalCount } }")
+    ext = body["errors"][0]["extensions"]
+    assert ext["code"] == "RATE_LIMITED"
+    assert ext["retryAfterMs"] >= 1000 and ext["limit"] == 1
+
+
+async def test_metadata_calls_are_not_counted(make_sandbox: Any) -> None:
+    sandbox = make_sandbox(throttle=True, rate_limit=1)
+    async with client_for(sandbox) as api:
+        for _ in range(5):
+            assert (await api.get("/rest/metadata/objects")).status_code == 200
+        assert (await api.get("/rest/people")).status_code == 200
+        assert (await api.get("/rest/people")).status_code == 429
+
+
+async def test_buckets_are_per_workspace_not_per_key(make_sandbox: Any) -> None:
+    sandbox = make_sandbox(throttle=True, rate_limit=2)
+    sandbox.engine.add_api_key("second-key")
+    async with client_for(sandbox) as one, client_for(sandbox, "second-key") as two:
+        assert (await one.get("/rest/people")).status_code == 200
+        assert (await two.get("/rest/people")).status_code == 200
+        assert (await two.get("/rest/people")).status_code == 429
+
+
+async def test_client_paced_at_the_rate_never_meets_a_429(make_sandbox: Any) -> None:
+    """The product's client against the sandbox bucket on the real clock."""
+    from pipeline.client import ObjectNames, TwentyClient
+    from pipeline.config import Rate, Secret
+    from pipeline.sandbox import Sandbox, SandboxOptions
+
+    sandbox = Sandbox(":memory:", SandboxOptions(rate_limit=10, rate_window_ms=1000))
+    notes = ObjectNames("note", "notes")
+    try:
+        async with TwentyClient(
+            base_url="http://sandbox",
+            api_key=Secret(sandbox.api_key),
+            rate=Rate(10, 1.0),
+            transport=httpx.ASGITransport(app=sandbox.app),
+            concurrency=4,
+        ) as client:
+            await client.upsert_many(notes, [{"title": "warm-up"}])  # builds the GraphQL schema
+            # one token left: the next call passes, any later call that comes early is refused
+            sandbox.throttler.long.tokens = 1
+            sandbox.throttler.long.last_refill_ms = sandbox.throttler.clock()
+            for i in range(15):
+                await client.upsert_many(notes, [{"title": str(i)}])
+        assert sandbox.throttler.refused == 0
+        assert client.stats.rate_limited == 0
+        assert client.stats.writes == 16
+    finally:
+        sandbox.close()
