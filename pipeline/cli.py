@@ -389,11 +389,22 @@ def sandbox_serve(
     click.echo(f"  export TWENTY_API_URL={url}")
     click.echo(f"  export TWENTY_API_KEY={workspace.api_key}")
     sys.stdout.flush()
+    logging.getLogger("uvicorn.error").addFilter(_QuietInjectedFaults())
     config = uvicorn.Config(workspace.app, log_level="warning", lifespan="off")
     try:
         uvicorn.Server(config).run(sockets=[listener])
     finally:
         workspace.close()
+
+
+class _QuietInjectedFaults(logging.Filter):
+    """Injected disconnects are the sandbox doing its job, not errors worth a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pipeline.sandbox.app import InjectedDisconnect
+
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, InjectedDisconnect)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

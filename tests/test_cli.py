@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,3 +96,43 @@ def test_pipeline_errors_become_exit_codes_without_traceback(
     assert "Traceback" not in result.output
     assert "Token invalid." in result.output
     assert "sk-secret-9" not in result.output
+
+
+def test_schema_on_the_in_process_sandbox(tmp_path: Path) -> None:
+    db = tmp_path / "ws.sqlite"
+    result = CliRunner().invoke(cli, ["schema", "person", "--sandbox", str(db)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "person (people): Person - unique keys: id, emails.primaryEmail"
+    emails = next(line for line in lines if line.startswith("emails "))
+    assert "EMAILS" in emails and "unique" in emails
+    company = next(line for line in lines if line.startswith("company "))
+    assert "-> company via companyId" in company
+    assert db.exists()
+    as_json = CliRunner().invoke(cli, ["schema", "--json", f"--sandbox={db}"])
+    objects = json.loads(as_json.output)
+    assert {o["nameSingular"] for o in objects} >= {"company", "person", "opportunity"}
+    assert all(not o["system"] for o in objects)
+
+
+def test_sandbox_flag_refuses_a_swallowed_argument() -> None:
+    result = CliRunner().invoke(cli, ["schema", "--sandbox", "person"])
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: --sandbox: 'person' is not a .sqlite file; to pass an argument, put it before "
+        "--sandbox or write --sandbox=.twenty-pipeline/sandbox.sqlite\n"
+    )
+
+
+def test_sandbox_env_variable(tmp_path: Path) -> None:
+    db = tmp_path / "env.sqlite"
+    result = CliRunner().invoke(cli, ["schema", "task"], env={"TWENTY_SANDBOX": str(db)})
+    assert result.exit_code == 0
+    assert "TODO, IN_PROGRESS, DONE" in result.output
+
+
+def test_serve_rejects_bad_options() -> None:
+    result = CliRunner().invoke(cli, ["sandbox", "serve", "--rate", "x", "--error-rate", "2"])
+    assert result.exit_code == 2
+    assert "--rate: rate 'x' is not CALLS/SECONDS" in result.output
+    assert "--error-rate: 2.0 must be between 0 and 1" in result.output
