@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -26,6 +27,7 @@ from pipeline.config import (
 )
 from pipeline.errors import (
     EXIT_INTERRUPTED,
+    EXIT_REJECTED,
     ConfigError,
     MappingError,
     PipelineError,
@@ -271,6 +273,152 @@ def schema(object_name: str | None, as_json: bool, show_all: bool, **flags: Any)
         for f in fields
     ]
     _table(("FIELD", "TYPE", "NULL", "UNIQUE", "WRITE", "DETAILS"), rows)
+
+
+async def _fetch_schema(settings: Settings) -> WorkspaceSchema:
+    async with open_workspace(settings) as client:
+        return await load_schema(client)
+
+
+def _progress_bar(settings: Settings, desc: str) -> Any:
+    """A tqdm bar on stderr, shown only on a terminal and without --quiet."""
+    from tqdm import tqdm
+
+    return tqdm(
+        desc=desc,
+        unit=" rows",
+        unit_scale=True,
+        file=sys.stderr,
+        disable=settings.quiet or not sys.stderr.isatty(),
+        leave=False,
+    )
+
+
+@cli.command()
+@click.argument("mapping_file", metavar="MAPPING", type=click.Path(dir_okay=False))
+@click.argument("source", required=False, type=click.Path(dir_okay=False))
+@click.option("--offline", is_flag=True, help="Check against Twenty's standard objects only.")
+@click.option(
+    "--rejects",
+    "rejects_file",
+    type=click.Path(dir_okay=False),
+    help="Where to write rejected rows [STATE_DIR/<mapping>/validate-rejects.csv].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@workspace_options
+def validate(
+    mapping_file: str,
+    source: str | None,
+    offline: bool,
+    rejects_file: str | None,
+    as_json: bool,
+    **flags: Any,
+) -> None:
+    """Dry run: read and normalize the whole SOURCE with MAPPING; zero writes.
+
+    Prints counts and the reasons rows would be rejected, and writes them to a
+    rejects file. Exit 0 if every row is valid, 3 if some would be rejected, 2 for
+    a mapping or configuration error.
+
+    Example: twenty-pipeline validate mappings/people.yaml --sandbox
+    """
+    from pipeline.mapping import load_mapping
+    from pipeline.runner import validate as run_validate
+    from pipeline.standard import standard_schema
+
+    settings = settings_from(flags, need_workspace=not offline)
+    mapping = load_mapping(mapping_file)
+    workspace = standard_schema() if offline else run_async(_fetch_schema(settings))
+    rejects = (
+        Path(rejects_file)
+        if rejects_file
+        else (settings.state_dir / mapping.name / "validate-rejects.csv")
+    )
+    with _progress_bar(settings, "validate") as bar:
+        report = run_validate(
+            mapping, workspace, source=source, rejects_path=rejects, progress=bar.update
+        )
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        _print_validation(report, offline)
+    if report.rejected:
+        raise click.exceptions.Exit(EXIT_REJECTED)
+
+
+def _print_validation(report: Any, offline: bool) -> None:
+    delim = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}.get(
+        report.delimiter or "", report.delimiter
+    )
+    how = ", ".join(x for x in (report.encoding, delim and f"{delim}-separated") if x)
+    click.echo(f"{report.source}: {report.rows:,} rows read" + (f" ({how})" if how else ""))
+    click.echo(f"  valid:    {report.valid:,}")
+    click.echo(f"  rejected: {report.rejected:,}")
+    if report.blank_rows:
+        click.echo(f"  blank lines skipped: {report.blank_rows:,}")
+    matches = (
+        "upserts match on it"
+        if report.key_is_unique
+        else ("not unique in the workspace: record ids are derived from it")
+    )
+    click.echo(f"key: {', '.join(report.key)} ({matches})")
+    for column, count in report.lookups.items():
+        if count:
+            click.echo(f"lookups to resolve at import: {count:,} values for {column}")
+    if report.by_reason:
+        click.echo("rejected by reason:")
+        for reason, count in report.by_reason.most_common():
+            click.echo(f"  {count:>8,}  {reason}")
+        click.echo("first rejects:")
+        for item in report.first_rejects:
+            click.echo(f"  row {item['_row']}: {item['_reason']}")
+    if report.rejects_path:
+        click.echo(f"rejected rows written to {report.rejects_path}")
+    if offline:
+        click.echo("(offline: checked against Twenty's standard objects; custom fields unknown)")
+
+
+@cli.command("init-mapping")
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("--object", "object_name", required=True, help="Target object, e.g. person.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write the draft here instead of printing it.",
+)
+@click.option("--offline", is_flag=True, help="Use Twenty's standard objects only.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@workspace_options
+def init_mapping(
+    source: str, object_name: str, output: str | None, offline: bool, force: bool, **flags: Any
+) -> None:
+    """Draft a mapping for SOURCE from its headers, a sample and the workspace fields.
+
+    Example: twenty-pipeline init-mapping contacts.csv --object person -o people.yaml
+    """
+    from pipeline.draft import draft_mapping
+    from pipeline.standard import standard_schema
+
+    settings = settings_from(flags, need_workspace=not offline)
+    workspace = standard_schema() if offline else run_async(_fetch_schema(settings))
+    obj = workspace.object(object_name)
+    if obj is None:
+        hint = workspace.suggest_object(object_name)
+        did_you_mean = f" (did you mean {' or '.join(hint)}?)" if hint else ""
+        raise ConfigError(f"--object: no object {object_name!r} in this workspace{did_you_mean}")
+    out_path = Path(output) if output else None
+    if out_path is not None and out_path.exists() and not force:
+        raise ConfigError(f"-o: {out_path} exists; use --force to overwrite it")
+    text = draft_mapping(Path(source), obj, workspace, out_path)
+    if out_path is None:
+        click.echo(text, nl=False)
+    else:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(text, encoding="utf-8")
+        click.echo(
+            f"wrote {out_path}: check it, then run twenty-pipeline validate {out_path}", err=True
+        )
 
 
 @cli.group()

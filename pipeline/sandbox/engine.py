@@ -30,14 +30,6 @@ from pipeline.sandbox.filters import (
     mentions_deleted_at,
     sort_records,
 )
-from pipeline.sandbox.standard import (
-    SYSTEM_FIELDS,
-    F,
-    field_dto,
-    metadata_id,
-    object_dto,
-    standard_metadata,
-)
 from pipeline.sandbox.values import (
     DuplicateEntry,
     InvalidArgs,
@@ -54,6 +46,14 @@ from pipeline.schema import (
     ObjectSchema,
     WorkspaceSchema,
     parse_schema,
+)
+from pipeline.standard import (
+    SYSTEM_FIELDS,
+    F,
+    field_dto,
+    metadata_id,
+    object_dto,
+    standard_metadata,
 )
 
 SCHEMA_SQL = """

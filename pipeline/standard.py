@@ -1,7 +1,8 @@
 """Twenty's standard objects as metadata DTOs (twenty-api.md §7, §8).
 
-Ids are UUIDv5 of the object and field names, so every sandbox has the same
-standard metadata and tests can rely on it.
+The sandbox seeds its workspaces with them, and ``validate --offline`` checks a
+mapping against them when no workspace is at hand. Ids are UUIDv5 of the object and
+field names, so every sandbox has the same standard metadata.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from typing import Any
+
+from pipeline.schema import WorkspaceSchema, parse_schema
 
 NAMESPACE = uuid.UUID("6f0c3e59-7f83-4f4e-9a55-3c1f5b0e2a10")
 EPOCH = "2024-01-01T00:00:00.000Z"
@@ -293,3 +296,9 @@ def standard_metadata() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         for f in (*SYSTEM_FIELDS, *own):
             fields.append(field_dto(name, f, plurals))
     return objects, fields
+
+
+def standard_schema() -> WorkspaceSchema:
+    """The standard objects as a workspace model (no custom objects or fields)."""
+    objects, fields = standard_metadata()
+    return parse_schema(objects, fields)

@@ -1,0 +1,599 @@
+"""Mapping files: YAML -> a validated, frozen :class:`Mapping` (design.md §3 "Mapping file").
+
+Two checks, both reporting every problem at once with the file and line:
+
+* :func:`load_mapping` checks the file on its own (shape, options, transforms);
+* :func:`check_mapping` checks it against the workspace (object, fields, sub-fields,
+  writability, select options, lookups, keys) and the source's columns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pipeline.errors import MappingError
+from pipeline.schema import RELATION_TYPES, ObjectSchema, WorkspaceSchema
+
+FORMATS = ("csv", "tsv", "xlsx", "parquet", "json", "ndjson")
+EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".txt": "csv",
+    ".xlsx": "xlsx",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".json": "json",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+}
+TRANSFORMS = ("strip", "lower", "upper", "title", "replace", "regex")
+OnDuplicate = Literal["last", "first", "reject"]
+OnMissing = Literal["reject", "null", "create"]
+SPEC_KEYS = {
+    "column",
+    "value",
+    "template",
+    "transform",
+    "required",
+    "default",
+    "split",
+    "values",
+    "date_format",
+    "decimal",
+    "currency",
+    "currency_column",
+    "default_country",
+    "lookup",
+    "on_missing",
+}
+DEFAULT_NULLS = ("",)
+
+
+@dataclass(frozen=True)
+class Transform:
+    """One text transform applied to a column before typing (strip, lower, replace ...)."""
+
+    name: str
+    pattern: str | None = None
+    replacement: str = ""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """How one target path gets its value. Exactly one of column / value / template."""
+
+    target: str
+    line: int
+    column: str | None = None
+    value: Any = None
+    template: str | None = None
+    transforms: tuple[Transform, ...] = ()
+    required: bool = False
+    default: Any = None
+    split: str | None = None
+    values: tuple[tuple[str, str], ...] = ()
+    date_format: str | None = None
+    decimal: str | None = None
+    currency: str | None = None
+    currency_column: str | None = None
+    default_country: str | None = None
+    lookup: str | None = None
+    on_missing: OnMissing = "reject"
+
+    @property
+    def columns(self) -> list[str]:
+        """Every source column this spec reads."""
+        out = [c for c in (self.column, self.currency_column) if c]
+        if self.template:
+            out += re.findall(r"\{([^{}]+)\}", self.template)
+        return out
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where the data comes from and how to read it."""
+
+    path: Path | None = None
+    format: str | None = None
+    delimiter: str | None = None
+    encoding: str | None = None
+    null_values: tuple[str, ...] = DEFAULT_NULLS
+    sheet: str | None = None
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A validated mapping file."""
+
+    path: Path
+    object: str
+    fields: tuple[FieldSpec, ...]
+    source: SourceSpec = field(default_factory=SourceSpec)
+    key: tuple[str, ...] = ()
+    on_duplicate_key: OnDuplicate = "last"
+    version: int = 1
+    lines: MappingABC[str, int] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The mapping's name: its file name without extension (names its state folder)."""
+        return self.path.stem
+
+    def where(self, key: str) -> str:
+        """``file:line`` of a top-level key, for messages."""
+        line = self.lines.get(key)
+        return f"{self.path}:{line}" if line else str(self.path)
+
+    @property
+    def source_columns(self) -> list[str]:
+        """Every column the mapping reads, in order, without repeats."""
+        seen: dict[str, None] = {}
+        for spec in self.fields:
+            for column in spec.columns:
+                seen.setdefault(column, None)
+        return list(seen)
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+
+class _LineLoader(yaml.SafeLoader):
+    """Safe YAML loader that remembers the line of every mapping key."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    loader.flatten_mapping(node)
+    out = _Lined()
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in out:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.lines[key] = key_node.start_mark.line + 1
+    return out
+
+
+class _Lined(dict[Any, Any]):
+    """A dict with the YAML line of each key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: dict[Any, int] = {}
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _line(container: Any, key: Any) -> int:
+    return container.lines.get(key, 0) if isinstance(container, _Lined) else 0
+
+
+# --------------------------------------------------------------------------- load
+
+
+def load_mapping(path: str | Path) -> Mapping:
+    """Read and check a mapping file on its own; raise MappingError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MappingError(f"{path}: no such mapping file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MappingError(f"{path}: cannot read the mapping file ({exc})") from None
+    try:
+        data = yaml.load(text, Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise MappingError(f"{where}: not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise MappingError(f"{path}: a mapping file is a YAML mapping with 'object' and 'fields'")
+    return parse_mapping(data, path)
+
+
+def parse_mapping(data: dict[str, Any], path: Path) -> Mapping:
+    """Build a Mapping from parsed YAML (lines kept when ``data`` came from this module)."""
+    problems: list[str] = []
+
+    def problem(key: Any, message: str, container: Any = data) -> None:
+        line = _line(container, key)
+        problems.append(f"{path}:{line}: {message}" if line else f"{path}: {message}")
+
+    known = {"version", "object", "source", "key", "on_duplicate_key", "fields"}
+    for name in data:
+        if name not in known:
+            problem(name, f"unknown key {name!r} (expected one of: {', '.join(sorted(known))})")
+    version = data.get("version", 1)
+    if version != 1:
+        problem("version", f"version {version!r} is not supported; write version: 1")
+    obj = data.get("object")
+    if not isinstance(obj, str) or not obj.strip():
+        problem("object", "'object' must name the workspace object, e.g. object: person")
+        obj = ""
+    source = _parse_source(data.get("source"), path, problems, data)
+    key_raw = data.get("key", [])
+    key: tuple[str, ...] = ()
+    if isinstance(key_raw, str):
+        key = (key_raw,)
+    elif isinstance(key_raw, list) and all(isinstance(k, str) for k in key_raw):
+        key = tuple(key_raw)
+    else:
+        problem("key", "'key' is a field path or a list of them, e.g. key: [emails.primaryEmail]")
+    on_dup = data.get("on_duplicate_key", "last")
+    if on_dup not in ("last", "first", "reject"):
+        problem("on_duplicate_key", f"on_duplicate_key {on_dup!r} must be last, first or reject")
+        on_dup = "last"
+    fields_raw = data.get("fields")
+    specs: list[FieldSpec] = []
+    if not isinstance(fields_raw, dict) or not fields_raw:
+        problem(
+            "fields",
+            "'fields' must map target fields to source columns, e.g. fields: {jobTitle: title}",
+        )
+    else:
+        for target, raw in fields_raw.items():
+            spec = _parse_spec(str(target), raw, _line(fields_raw, target), path, problems)
+            if spec is not None:
+                specs.append(spec)
+    if problems:
+        raise MappingError(problems)
+    return Mapping(
+        path=path,
+        object=str(obj).strip(),
+        fields=tuple(specs),
+        source=source,
+        key=key,
+        on_duplicate_key=on_dup,
+        version=1,
+        lines=dict(data.lines) if isinstance(data, _Lined) else {},
+    )
+
+
+def _parse_source(raw: Any, path: Path, problems: list[str], parent: Any) -> SourceSpec:
+    if raw is None:
+        return SourceSpec()
+    where = f"{path}:{_line(parent, 'source')}"
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: 'source' must be a mapping (path, format, delimiter, ...)")
+        return SourceSpec()
+    allowed = {"path", "format", "delimiter", "encoding", "null_values", "sheet"}
+    for key in raw:
+        if key not in allowed:
+            problems.append(
+                f"{path}:{_line(raw, key)}: unknown source option {key!r} "
+                f"(expected one of: {', '.join(sorted(allowed))})"
+            )
+    src_path = None
+    if raw.get("path") is not None:
+        src_path = Path(str(raw["path"]))
+        if not src_path.is_absolute():
+            src_path = path.parent / src_path
+    fmt = raw.get("format")
+    if fmt is not None and fmt not in FORMATS:
+        problems.append(
+            f"{path}:{_line(raw, 'format')}: format {fmt!r} must be one of {', '.join(FORMATS)}"
+        )
+    delimiter = raw.get("delimiter")
+    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
+        problems.append(f"{path}:{_line(raw, 'delimiter')}: delimiter must be one character")
+    encoding = raw.get("encoding")
+    if encoding is not None:
+        import codecs
+
+        try:
+            codecs.lookup(str(encoding))
+        except LookupError:
+            problems.append(f"{path}:{_line(raw, 'encoding')}: unknown encoding {encoding!r}")
+    nulls = raw.get("null_values", list(DEFAULT_NULLS))
+    if not isinstance(nulls, list) or not all(isinstance(n, str) for n in nulls):
+        problems.append(f"{path}:{_line(raw, 'null_values')}: null_values is a list of strings")
+        nulls = list(DEFAULT_NULLS)
+    return SourceSpec(
+        path=src_path,
+        format=fmt,
+        delimiter=delimiter,
+        encoding=str(encoding) if encoding else None,
+        null_values=tuple(nulls),
+        sheet=raw.get("sheet"),
+    )
+
+
+def _parse_transforms(raw: Any, where: str, problems: list[str]) -> tuple[Transform, ...]:
+    items = raw if isinstance(raw, list) else [raw]
+    out = []
+    for item in items:
+        if isinstance(item, str) and item in ("strip", "lower", "upper", "title"):
+            out.append(Transform(item))
+        elif isinstance(item, dict) and len(item) == 1:
+            ((name, arg),) = item.items()
+            if (
+                name in ("replace", "regex")
+                and isinstance(arg, list)
+                and len(arg) == 2
+                and all(isinstance(a, str) for a in arg)
+            ):
+                if name == "regex":
+                    try:
+                        re.compile(arg[0])
+                    except re.error as exc:
+                        problems.append(f"{where}: regex {arg[0]!r} is not valid: {exc}")
+                        continue
+                out.append(Transform(name, arg[0], arg[1]))
+            else:
+                problems.append(f"{where}: transform {name!r} takes [pattern, replacement]")
+        else:
+            problems.append(f"{where}: unknown transform {item!r} (use {', '.join(TRANSFORMS)})")
+    return tuple(out)
+
+
+def _parse_spec(
+    target: str, raw: Any, line: int, path: Path, problems: list[str]
+) -> FieldSpec | None:
+    where = f"{path}:{line}: field {target!r}"
+    if isinstance(raw, str):
+        return FieldSpec(target=target, line=line, column=raw)
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: give a column name or a mapping like {{column: c}}")
+        return None
+    for key in raw:
+        if key not in SPEC_KEYS:
+            problems.append(
+                f"{path}:{_line(raw, key) or line}: field {target!r}: unknown option "
+                f"{key!r} (expected one of: {', '.join(sorted(SPEC_KEYS))})"
+            )
+    sources = [k for k in ("column", "value", "template") if k in raw]
+    if len(sources) != 1:
+        problems.append(f"{where}: needs exactly one of column, value or template")
+    column = raw.get("column")
+    if column is not None and not isinstance(column, str):
+        problems.append(f"{where}: column must be a column name")
+        column = None
+    template = raw.get("template")
+    if template is not None and (not isinstance(template, str) or "{" not in template):
+        problems.append(f"{where}: template must be a string with {{column}} placeholders")
+        template = None
+    values_raw = raw.get("values", {})
+    values: tuple[tuple[str, str], ...] = ()
+    if not isinstance(values_raw, dict) or not all(isinstance(v, str) for v in values_raw.values()):
+        problems.append(
+            f"{where}: values maps source labels to option values, "
+            'e.g. values: {"Closed won": CUSTOMER}'
+        )
+    else:
+        values = tuple((str(k), v) for k, v in values_raw.items())
+    decimal = raw.get("decimal")
+    if decimal not in (None, ".", ","):
+        problems.append(f'{where}: decimal must be "." or ","')
+        decimal = None
+    on_missing = raw.get("on_missing", "reject")
+    if on_missing not in ("reject", "null", "create"):
+        problems.append(f"{where}: on_missing must be reject, null or create")
+        on_missing = "reject"
+    if "on_missing" in raw and "lookup" not in raw:
+        problems.append(f"{where}: on_missing only applies with lookup")
+    split = raw.get("split")
+    if split is not None and (not isinstance(split, str) or not split):
+        problems.append(f'{where}: split is the separator, e.g. split: ";"')
+        split = None
+    currency = raw.get("currency")
+    if currency is not None and (
+        not isinstance(currency, str) or not re.fullmatch(r"[A-Za-z]{3}", currency)
+    ):
+        problems.append(f"{where}: currency must be a 3-letter ISO code, e.g. EUR")
+        currency = None
+    date_format = raw.get("date_format")
+    if date_format is not None and (not isinstance(date_format, str) or "%" not in date_format):
+        problems.append(f'{where}: date_format is a strftime pattern, e.g. "%d/%m/%Y"')
+        date_format = None
+    country = raw.get("default_country")
+    if country is not None and (
+        not isinstance(country, str) or not re.fullmatch(r"[A-Za-z]{2}", country)
+    ):
+        problems.append(f"{where}: default_country is a 2-letter ISO code, e.g. US")
+        country = None
+    required = raw.get("required", False)
+    if not isinstance(required, bool):
+        problems.append(f"{where}: required is true or false")
+        required = False
+    return FieldSpec(
+        target=target,
+        line=line,
+        column=column,
+        value=raw.get("value"),
+        template=template,
+        transforms=_parse_transforms(raw["transform"], where, problems)
+        if "transform" in raw
+        else (),
+        required=required,
+        default=raw.get("default"),
+        split=split,
+        values=values,
+        date_format=date_format,
+        decimal=decimal,
+        currency=currency.upper() if currency else None,
+        currency_column=raw.get("currency_column"),
+        default_country=country.upper() if country else None,
+        lookup=raw.get("lookup"),
+        on_missing=on_missing,
+    )
+
+
+# --------------------------------------------------------------------------- against the workspace
+
+
+def _did_you_mean(options: list[str]) -> str:
+    return f" (did you mean {' or '.join(options)}?)" if options else ""
+
+
+def check_mapping(
+    mapping: Mapping, schema: WorkspaceSchema, columns: list[str] | None = None
+) -> ObjectSchema:
+    """Check ``mapping`` against the workspace and the source's ``columns``.
+
+    Returns the target object; raises MappingError with every problem found.
+    """
+    from rapidfuzz import fuzz, process
+
+    problems: list[str] = []
+    obj = schema.object(mapping.object)
+    if obj is None:
+        raise MappingError(
+            f"{mapping.where('object')}: no object {mapping.object!r} in this workspace"
+            f"{_did_you_mean(schema.suggest_object(mapping.object))}; "
+            "`twenty-pipeline schema` lists them"
+        )
+    targets: dict[str, FieldSpec] = {}
+    for spec in mapping.fields:
+        where = f"{mapping.path}:{spec.line}: field {spec.target!r}"
+        resolved = obj.resolve_path(spec.target)
+        if resolved is None:
+            head = spec.target.split(".")[0]
+            base = obj.field(head)
+            if base is not None and base.subfields:
+                problems.append(
+                    f"{where}: {base.name} ({base.type}) has no sub-field "
+                    f"{spec.target.split('.', 1)[1]!r}; its sub-fields are "
+                    f"{', '.join(base.subfields)}"
+                )
+            else:
+                problems.append(
+                    f"{where}: no such field on {obj.name_singular}"
+                    f"{_did_you_mean(obj.suggest_field(spec.target))}"
+                )
+            continue
+        target, sub = resolved
+        if not target.writable:
+            problems.append(
+                f"{where}: {target.name} ({target.type}) cannot be written by an import"
+            )
+            continue
+        clash = next(
+            (
+                t
+                for t in targets
+                if t == spec.target
+                or t.startswith(spec.target + ".")
+                or spec.target.startswith(t + ".")
+            ),
+            None,
+        )
+        if clash is not None:
+            problems.append(f"{where}: maps the same field as {clash!r}")
+        targets[spec.target] = spec
+        if target.relation is not None:
+            if spec.lookup is None and spec.value is None and spec.column is not None:
+                problems.append(
+                    f"{where}: a relation needs lookup: <unique field of "
+                    f"{target.relation.target_object}> "
+                    f"(e.g. lookup: id)"
+                )
+            if spec.lookup is not None:
+                other = schema.object(target.relation.target_object)
+                unique = other.unique_paths if other else []
+                if other is not None and spec.lookup not in unique:
+                    problems.append(
+                        f"{where}: lookup {spec.lookup!r} is not a unique field of "
+                        f"{other.name_singular} (unique: {', '.join(unique)})"
+                    )
+        elif spec.lookup is not None:
+            problems.append(f"{where}: lookup only applies to relation fields")
+        if spec.values and target.options:
+            for label, value in spec.values:
+                if target.option(value) is None:
+                    options = [o.value for o in target.options]
+                    close = process.extract(
+                        value, options, scorer=fuzz.WRatio, limit=2, score_cutoff=70
+                    )
+                    problems.append(
+                        f"{where}: values: {label!r} -> {value!r} is not an option "
+                        f"of {target.name} ({', '.join(options)})"
+                        f"{_did_you_mean([c[0] for c in close])}"
+                    )
+        elif spec.values and not target.options:
+            problems.append(f"{where}: values only applies to SELECT, MULTI_SELECT and RATING")
+        if target.type == "ADDRESS" and sub is None:
+            problems.append(f"{where}: map the address sub-fields (address.addressCity, ...)")
+        if spec.currency_column and spec.currency:
+            problems.append(f"{where}: give currency or currency_column, not both")
+        if columns is not None:
+            for column in spec.columns:
+                if column not in columns:
+                    close = process.extract(
+                        column, columns, scorer=fuzz.WRatio, limit=2, score_cutoff=70
+                    )
+                    problems.append(
+                        f"{where}: the source has no column {column!r}"
+                        f"{_did_you_mean([repr(c[0]) for c in close])}"
+                    )
+        del target, sub
+    key_problems = _check_key(mapping, obj)
+    problems.extend(key_problems)
+    if problems:
+        raise MappingError(problems)
+    return obj
+
+
+def _check_key(mapping: Mapping, obj: ObjectSchema) -> list[str]:
+    mapped = {s.target for s in mapping.fields}
+    problems = []
+    for path in mapping.key:
+        if path == "id":
+            if "id" not in mapped:
+                problems.append(f"{mapping.where('key')}: key 'id' needs a mapped id column")
+            continue
+        if obj.resolve_path(path) is None:
+            problems.append(
+                f"{mapping.where('key')}: key {path!r} is not a field of "
+                f"{obj.name_singular}{_did_you_mean(obj.suggest_field(path))}"
+            )
+        elif not any(
+            path == t or path.startswith(t + ".") or t.startswith(path + ".") for t in mapped
+        ):
+            problems.append(f"{mapping.where('key')}: key {path!r} is not mapped in fields")
+    if not mapping.key and not key_paths(mapping, obj):
+        unique = [p for p in obj.unique_paths if p != "id"]
+        problems.append(
+            f"{mapping.path}: no key: declare one, e.g. key: [{unique[0] if unique else 'name'}]"
+            " - it identifies records so that re-runs update instead of duplicating"
+            + (f"; unique fields of {obj.name_singular}: {', '.join(unique)}" if unique else "")
+        )
+    return problems
+
+
+def key_paths(mapping: Mapping, obj: ObjectSchema) -> tuple[str, ...]:
+    """The key: declared, else the mapped unique fields (design.md "Keys")."""
+    if mapping.key:
+        return mapping.key
+    mapped = {s.target for s in mapping.fields}
+    out = []
+    for path in obj.unique_paths:
+        head = path.split(".")[0]
+        if path in mapped or head in mapped:
+            out.append(path)
+    return tuple(out)
+
+
+def key_is_unique(paths: tuple[str, ...], obj: ObjectSchema) -> bool:
+    """Whether every key path is one Twenty's upsert matches on (else ids are derived)."""
+    return bool(paths) and all(p in obj.unique_paths for p in paths)
+
+
+def relation_target(obj: ObjectSchema, spec: FieldSpec) -> str | None:
+    """The target object of a relation spec."""
+    resolved = obj.resolve_path(spec.target)
+    if resolved is None:
+        return None
+    field_, _ = resolved
+    if field_.type in RELATION_TYPES and field_.relation is not None:
+        return field_.relation.target_object
+    return None

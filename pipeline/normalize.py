@@ -1,0 +1,916 @@
+"""Normalize: (chunk, plan) -> (records, rejects). Pure: no I/O, no API calls.
+
+Every rule is a polars expression over the whole chunk where polars can express it.
+Two rules need a library per value (phone numbers with ``phonenumbers``, unusual
+e-mail addresses with ``email-validator``); they run once per *distinct* value of the
+chunk and are joined back, so a file of repeated values costs almost nothing.
+
+Records come out as a frame: ``_row``, ``_key`` and one column per top-level target
+field (structs for composite fields). A relation with ``lookup:`` yields the lookup
+value in ``__lookup__<joinColumn>``; the loader resolves it to an id. Rejected rows come
+out with ``_row``, ``_stage``, ``_column``, ``_value`` and ``_reason``, every reason of
+the row joined by "; ".
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import Any
+
+import phonenumbers
+import polars as pl
+from email_validator import EmailNotValidError, validate_email
+
+from pipeline.mapping import (
+    FieldSpec,
+    Mapping,
+    check_mapping,
+    key_is_unique,
+    key_paths,
+)
+from pipeline.read import ROW
+from pipeline.schema import Field, ObjectSchema, WorkspaceSchema
+
+KEY = "_key"
+LOOKUP_PREFIX = "__lookup__"
+REJECT_COLUMNS = ("_row", "_stage", "_column", "_value", "_reason")
+ID_NAMESPACE = uuid.UUID("1b6d7c35-5a0e-4f4e-8d2a-2f7c0c9a6e11")
+KEY_SEPARATOR = "\x1f"
+
+TRUE_TOKENS = ("yes", "y", "true", "t", "1", "x", "on", "oui", "ja", "si", "sí")
+FALSE_TOKENS = ("no", "n", "false", "f", "0", "off", "non", "nein")
+# A vectorized pre-check that accepts the everyday address shape; anything else is
+# judged by email-validator, which also says precisely what is wrong.
+EMAIL_FAST = (
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+URL_PARTS = r"^(?:([A-Za-z][A-Za-z0-9+.-]*)://)?([^/?#]*)(.*)$"
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+NUMERIC_SUBFIELDS = ("addressLat", "addressLng")
+
+# Date forms accepted without a date_format: unambiguous ones only.
+DATE_FORMATS = (
+    "%Y-%m-%d",
+    "%Y/%m/%d",
+    "%Y.%m.%d",
+    "%d %b %Y",
+    "%d %B %Y",
+    "%b %d, %Y",
+    "%B %d, %Y",
+    "%b %d %Y",
+    "%B %d %Y",
+    "%Y%m%d",
+)
+DATETIME_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+)
+DATETIME_TZ_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f%z",
+    "%Y-%m-%dT%H:%M:%S%z",
+    "%Y-%m-%d %H:%M:%S%z",
+    "%Y-%m-%dT%H:%M%z",
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A mapping compiled against the workspace: what to produce, and the key."""
+
+    mapping: Mapping
+    object: ObjectSchema
+    schema: WorkspaceSchema
+    key: tuple[str, ...]
+    key_unique: bool
+    derive_id: bool
+    nulls: tuple[str, ...]
+    columns: tuple[str, ...] = field(default=())
+
+    def key_only(self) -> Plan:
+        """The same plan reduced to the fields the key is made of (duplicate pre-pass)."""
+        heads = {p.split(".")[0] for p in self.key}
+        specs = tuple(s for s in self.mapping.fields if s.target.split(".")[0] in heads)
+        mapping = replace(self.mapping, fields=specs)
+        return replace(self, mapping=mapping, derive_id=False)
+
+    @property
+    def lookups(self) -> list[tuple[FieldSpec, Field]]:
+        """Relation specs resolved by lookup, with their field."""
+        out = []
+        for spec in self.mapping.fields:
+            resolved = self.object.resolve_path(spec.target)
+            if resolved and resolved[0].relation is not None and spec.lookup not in (None, "id"):
+                out.append((spec, resolved[0]))
+        return out
+
+
+def make_plan(mapping: Mapping, schema: WorkspaceSchema, columns: list[str] | None = None) -> Plan:
+    """Check ``mapping`` against the workspace and source columns; compile it."""
+    obj = check_mapping(mapping, schema, columns)
+    paths = key_paths(mapping, obj)
+    unique = key_is_unique(paths, obj)
+    mapped_id = any(s.target == "id" for s in mapping.fields)
+    nulls = tuple(dict.fromkeys(("", *mapping.source.null_values)))
+    return Plan(
+        mapping,
+        obj,
+        schema,
+        paths,
+        unique,
+        derive_id=not unique and not mapped_id,
+        nulls=nulls,
+        columns=tuple(columns or ()),
+    )
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Normalized:
+    """The outcome of one chunk."""
+
+    records: pl.DataFrame
+    rejects: pl.DataFrame
+
+
+@dataclass
+class _Out:
+    """One spec's contribution: a value and, per row, why it failed (or null)."""
+
+    value: pl.Series
+    error: pl.Series
+
+
+def _err(mask: pl.Series, message: pl.Series | str) -> pl.Series:
+    if isinstance(message, str):
+        return pl.select(pl.when(mask).then(pl.lit(message)).otherwise(None)).to_series()
+    return pl.select(pl.when(mask).then(message).otherwise(None)).to_series()
+
+
+def _quoted(raw: pl.Series) -> pl.Series:
+    return pl.select(pl.format("'{}'", raw)).to_series()
+
+
+def _invalid(raw: pl.Series, value: pl.Series, what: str) -> pl.Series:
+    mask = raw.is_not_null() & value.is_null()
+    return _err(mask, pl.select(pl.format("{} is not {}", _quoted(raw), pl.lit(what))).to_series())
+
+
+def _no_error(n: int) -> pl.Series:
+    return pl.Series("e", [None] * n, dtype=pl.String)
+
+
+# --------------------------------------------------------------------------- raw text
+
+
+def raw_text(frame: pl.DataFrame, spec: FieldSpec, nulls: tuple[str, ...]) -> pl.Series:
+    """The spec's text for every row: column / constant / template, null tokens, transforms."""
+    n = frame.height
+    if spec.column is not None:
+        expr = pl.col(spec.column)
+    elif spec.template is not None:
+        parts = re.split(r"\{([^{}]+)\}", spec.template)
+        pieces: list[pl.Expr] = []
+        for i, part in enumerate(parts):
+            if i % 2:
+                pieces.append(pl.col(part).fill_null(""))
+            elif part:
+                pieces.append(pl.lit(part))
+        expr = pl.concat_str(pieces).str.replace_all(r"\s+", " ")
+    else:
+        value = spec.value
+        text = (
+            None
+            if value is None
+            else (str(value).lower() if isinstance(value, bool) else str(value))
+        )
+        expr = pl.lit(text, dtype=pl.String)
+    expr = expr.cast(pl.String).str.strip_chars()
+    expr = pl.when(expr.is_in(list(nulls))).then(None).otherwise(expr)
+    for t in spec.transforms:
+        if t.name == "strip":
+            expr = expr.str.strip_chars()
+        elif t.name == "lower":
+            expr = expr.str.to_lowercase()
+        elif t.name == "upper":
+            expr = expr.str.to_uppercase()
+        elif t.name == "title":
+            expr = expr.str.to_titlecase()
+        elif t.name == "replace":
+            expr = expr.str.replace_all(t.pattern or "", t.replacement, literal=True)
+        elif t.name == "regex":
+            expr = expr.str.replace_all(t.pattern or "", t.replacement.replace("\\", "$"))
+    expr = pl.when(expr.str.strip_chars() == "").then(None).otherwise(expr)
+    if spec.default is not None:
+        expr = expr.fill_null(pl.lit(str(spec.default)))
+    out = (
+        frame.select(expr.alias("raw")).to_series() if n else pl.Series("raw", [], dtype=pl.String)
+    )
+    if out.len() != n:  # a constant on an empty frame
+        out = pl.Series("raw", [out[0]] * n if out.len() else [None] * n, dtype=pl.String)
+    return out
+
+
+# --------------------------------------------------------------------------- scalar types
+
+
+def to_number(raw: pl.Series, decimal: str | None) -> _Out:
+    """Numbers with thousands separators; ``decimal: ","`` for 1.234,56."""
+    cleaned = raw.str.replace_all(r"[\s\u00a0\u202f'_]", "")
+    if decimal == ",":
+        cleaned = cleaned.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True)
+    else:
+        cleaned = cleaned.str.replace_all(",", "", literal=True)
+    value = cleaned.cast(pl.Float64, strict=False)
+    value = pl.select(pl.when(value.is_finite()).then(value).otherwise(None)).to_series()
+    return _Out(value, _invalid(raw, value, "a number"))
+
+
+def to_micros(raw: pl.Series, decimal: str | None) -> _Out:
+    """Money in units -> integer micros, through Decimal: no float drift."""
+    cleaned = raw.str.replace_all(r"[\s\u00a0\u202f'_]|[^\d.,+-]", "")
+    if decimal == ",":
+        cleaned = cleaned.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True)
+    else:
+        cleaned = cleaned.str.replace_all(",", "", literal=True)
+    shape_ok = cleaned.str.contains(r"^[+-]?\d+(\.\d{0,6})?$|^[+-]?\.\d{1,6}$")
+    decimal_value = pl.select(pl.when(shape_ok).then(cleaned).otherwise(None)).to_series()
+    micros = (decimal_value.cast(pl.Decimal(38, 6), strict=False) * 1_000_000).cast(
+        pl.Int64, strict=False
+    )
+    too_precise = raw.is_not_null() & cleaned.str.contains(r"\.\d{7,}$")
+    error = _invalid(raw, micros, "an amount")
+    error = pl.select(
+        pl.when(too_precise)
+        .then(pl.format("{} has more than 6 decimals", _quoted(raw)))
+        .otherwise(error)
+    ).to_series()
+    return _Out(micros, error)
+
+
+def to_boolean(raw: pl.Series) -> _Out:
+    """yes/no/true/false/1/0/y/n/x (and a few languages) -> bool."""
+    table = dict.fromkeys(TRUE_TOKENS, True) | dict.fromkeys(FALSE_TOKENS, False)
+    value = raw.str.to_lowercase().replace_strict(
+        list(table), list(table.values()), default=None, return_dtype=pl.Boolean
+    )
+    return _Out(value, _invalid(raw, value, "a yes/no value"))
+
+
+def _parse_any(raw: pl.Series, formats: Iterable[str], *, tz: bool = False) -> pl.Series:
+    parsed = [
+        raw.str.to_datetime(f, strict=False, time_zone="UTC" if tz else None, time_unit="ms")
+        for f in formats
+    ]
+    if tz:
+        parsed = [p.dt.replace_time_zone(None) for p in parsed]
+    return pl.select(pl.coalesce(parsed)).to_series() if parsed else raw.cast(pl.Datetime("ms"))
+
+
+def to_datetime(raw: pl.Series, date_format: str | None) -> tuple[pl.Series, pl.Series]:
+    """Parse dates: an explicit format, else ISO and other unambiguous forms.
+
+    ``03/04/2024`` could be March or April: without ``date_format`` it is refused.
+    ``13/04/2024`` and ``04/13/2024`` are not ambiguous and are read as such.
+    Returns (naive UTC datetime, error).
+    """
+    if date_format:
+        has_tz = "%z" in date_format
+        parsed = raw.str.to_datetime(
+            date_format, strict=False, time_unit="ms", time_zone="UTC" if has_tz else None
+        )
+        if has_tz:
+            parsed = parsed.dt.replace_time_zone(None)
+        error = _err(
+            raw.is_not_null() & parsed.is_null(),
+            pl.select(
+                pl.format("{} does not match date_format '{}'", _quoted(raw), pl.lit(date_format))
+            ).to_series(),
+        )
+        return parsed, error
+    tz_part = _parse_any(raw, DATETIME_TZ_FORMATS, tz=True)
+    dt_part = _parse_any(raw, DATETIME_FORMATS)
+    date_part = _parse_any(raw, DATE_FORMATS)
+    parts = raw.str.extract_groups(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$")
+    first = parts.struct.field("1").cast(pl.Int32, strict=False)
+    second = parts.struct.field("2").cast(pl.Int32, strict=False)
+    year = parts.struct.field("3")
+    day_first = pl.select(pl.format("{}-{}-{}", year, second, first)).to_series()
+    month_first = pl.select(pl.format("{}-{}-{}", year, first, second)).to_series()
+    slash = (
+        pl.select(
+            pl.when(first > 12).then(day_first).when(second > 12).then(month_first).otherwise(None)
+        )
+        .to_series()
+        .str.to_datetime("%Y-%m-%d", strict=False, time_unit="ms")
+    )
+    value = pl.select(pl.coalesce([tz_part, dt_part, date_part, slash])).to_series()
+    ambiguous = (
+        raw.is_not_null() & first.is_not_null() & (first <= 12) & (second <= 12) & (first != second)
+    )
+    error = _invalid(raw, value, "a date")
+    error = pl.select(
+        pl.when(ambiguous)
+        .then(
+            pl.format(
+                '{} is ambiguous (day/month or month/day?); set date_format, e.g. "%d/%m/%Y"',
+                _quoted(raw),
+            )
+        )
+        .otherwise(error)
+    ).to_series()
+    same = ambiguous.not_() & first.is_not_null() & (first == second)
+    value = pl.select(
+        pl.when(same)
+        .then(day_first.str.to_datetime("%Y-%m-%d", strict=False, time_unit="ms"))
+        .otherwise(value)
+    ).to_series()
+    error = pl.select(pl.when(value.is_not_null()).then(None).otherwise(error)).to_series()
+    return value, error
+
+
+def options_table(f: Field, spec: FieldSpec) -> dict[str, str]:
+    """Lower-cased label or value -> option value; the mapping's ``values`` first."""
+    table: dict[str, str] = {}
+    for option in f.options:
+        table.setdefault(option.value.casefold(), option.value)
+        table.setdefault(option.label.casefold(), option.value)
+    if f.type == "RATING":
+        for i, option in enumerate(f.options, start=1):
+            table.setdefault(str(i), option.value)
+    for label, value in spec.values:
+        chosen = f.option(value)
+        table[label.casefold()] = chosen.value if chosen is not None else value
+    return table
+
+
+def to_option(raw: pl.Series, f: Field, spec: FieldSpec) -> _Out:
+    """SELECT / RATING: a label or value, case-insensitive, through the values table."""
+    table = options_table(f, spec)
+    value = raw.str.to_lowercase().replace_strict(
+        list(table), list(table.values()), default=None, return_dtype=pl.String
+    )
+    names = ", ".join(o.value for o in f.options)
+    error = _err(
+        raw.is_not_null() & value.is_null(),
+        pl.select(
+            pl.format(
+                "{} is not an option of {} ({}); map it with values:",
+                _quoted(raw),
+                pl.lit(f.name),
+                pl.lit(names),
+            )
+        ).to_series(),
+    )
+    return _Out(value, error)
+
+
+def _split(raw: pl.Series, sep: str | None) -> pl.Series:
+    lists = (
+        raw.str.split(sep)
+        if sep
+        else raw.map_elements(lambda v: [v], return_dtype=pl.List(pl.String))
+    )
+    cleaned = lists.list.eval(pl.element().str.strip_chars()).list.eval(
+        pl.element().filter(pl.element() != "")
+    )
+    return pl.select(pl.when(cleaned.list.len() > 0).then(cleaned).otherwise(None)).to_series()
+
+
+def to_multi_option(raw: pl.Series, f: Field, spec: FieldSpec) -> _Out:
+    """MULTI_SELECT: split, each item through the options table."""
+    table = options_table(f, spec)
+    items = _split(raw, spec.split or ",")
+    mapped = items.list.eval(
+        pl.element()
+        .str.to_lowercase()
+        .replace_strict(list(table), list(table.values()), default=None, return_dtype=pl.String)
+    )
+    bad = mapped.list.eval(pl.element().is_null()).list.any().fill_null(False)
+    value = pl.select(pl.when(bad).then(None).otherwise(mapped)).to_series()
+    names = ", ".join(o.value for o in f.options)
+    error = _err(
+        bad,
+        pl.select(
+            pl.format(
+                "{} has a value that is not an option of {} ({})",
+                _quoted(raw),
+                pl.lit(f.name),
+                pl.lit(names),
+            )
+        ).to_series(),
+    )
+    return _Out(value, error)
+
+
+def normalize_url(raw: pl.Series) -> pl.Series:
+    """Add https:// when there is no scheme, lower-case the origin, drop trailing slashes.
+
+    ``ACME.com/``, ``https://acme.com`` and ``HTTPS://Acme.COM/`` all become
+    ``https://acme.com``; applying it twice changes nothing.
+    """
+    parts = raw.str.extract_groups(URL_PARTS)
+    scheme = parts.struct.field("1").str.to_lowercase().fill_null("https")
+    host = parts.struct.field("2").str.to_lowercase()
+    rest = parts.struct.field("3").fill_null("")
+    url = pl.select(pl.format("{}://{}{}", scheme, host, rest)).to_series()
+    url = url.str.replace(r"/+$", "")
+    valid = host.str.contains(r"^[^\s@]+\.[^\s@.]+$|^localhost(:\d+)?$|^[^\s@]+\.[^\s@.]+:\d+$")
+    return pl.select(pl.when(valid.fill_null(False)).then(url).otherwise(None)).to_series()
+
+
+def to_url(raw: pl.Series) -> _Out:
+    """LINKS URLs (see :func:`normalize_url`)."""
+    value = normalize_url(raw)
+    return _Out(value, _invalid(raw, value, "a web address"))
+
+
+@lru_cache(maxsize=200_000)
+def _email_verdict(address: str) -> tuple[str | None, str | None]:
+    try:
+        result = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return None, str(exc)
+    return result.normalized.lower(), None
+
+
+def normalize_email(raw: pl.Series) -> _Out:
+    """Lower-cased addresses; the usual shape checked vectorized, the rest by email-validator."""
+    lowered = raw.str.to_lowercase()
+    fast = lowered.str.contains(EMAIL_FAST).fill_null(False)
+    others = lowered.filter(lowered.is_not_null() & ~fast).unique()
+    value, error = lowered, _no_error(raw.len())
+    if others.len():
+        verdicts = [_email_verdict(a) for a in others.to_list()]
+        keys = others.to_list()
+        fixed = pl.Series([v[0] for v in verdicts], dtype=pl.String)
+        reasons = pl.Series([v[1] for v in verdicts], dtype=pl.String)
+        slow_value = lowered.replace_strict(keys, fixed, default=None, return_dtype=pl.String)
+        slow_error = lowered.replace_strict(keys, reasons, default=None, return_dtype=pl.String)
+        value = pl.select(pl.when(fast).then(lowered).otherwise(slow_value)).to_series()
+        error = pl.select(
+            pl.when(fast | lowered.is_null())
+            .then(None)
+            .otherwise(pl.format("{} is not a valid email address: {}", _quoted(raw), slow_error))
+        ).to_series()
+    return _Out(value, error)
+
+
+def to_uuid(raw: pl.Series) -> _Out:
+    """UUIDs, lower-cased."""
+    ok = raw.str.contains(UUID_PATTERN).fill_null(False)
+    value = pl.select(pl.when(ok).then(raw.str.to_lowercase()).otherwise(None)).to_series()
+    return _Out(value, _invalid(raw, value, "a UUID"))
+
+
+def to_json_text(raw: pl.Series) -> _Out:
+    """RAW_JSON: the text must parse as JSON; it is sent as the JSON string."""
+    import json
+
+    def check(text: str) -> bool:
+        try:
+            json.loads(text)
+        except ValueError:
+            return False
+        return True
+
+    unique = raw.drop_nulls().unique()
+    good = [v for v in unique.to_list() if check(v)]
+    ok = raw.is_in(good)
+    value = pl.select(pl.when(ok).then(raw).otherwise(None)).to_series()
+    return _Out(value, _invalid(raw, value, "valid JSON"))
+
+
+# --------------------------------------------------------------------------- phones
+
+
+PHONE_STRUCT = pl.Struct(
+    {
+        "primaryPhoneNumber": pl.String,
+        "primaryPhoneCountryCode": pl.String,
+        "primaryPhoneCallingCode": pl.String,
+    }
+)
+EXTRA_PHONE = pl.Struct({"number": pl.String, "countryCode": pl.String, "callingCode": pl.String})
+
+
+@lru_cache(maxsize=200_000)
+def _phone(text: str, region: str | None) -> tuple[str | None, str | None, str | None, str | None]:
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as exc:
+        return None, None, None, str(exc.args[0] if exc.args else exc)
+    if not phonenumbers.is_valid_number(number):
+        hint = "" if region or text.startswith("+") else " (no country: set default_country)"
+        return None, None, None, f"not a valid phone number{hint}"
+    country = phonenumbers.region_code_for_number(number)
+    return (
+        str(phonenumbers.national_significant_number(number)),
+        country,
+        f"+{number.country_code}",
+        None,
+    )
+
+
+def to_phone(raw: pl.Series, country: str | None) -> tuple[pl.Series, pl.Series]:
+    """Phone numbers -> (struct of number / country / calling code, error)."""
+    unique = raw.drop_nulls().unique().to_list()
+    parsed = [_phone(v, country) for v in unique]
+    table = pl.DataFrame(
+        {
+            "raw": unique,
+            "n": [p[0] for p in parsed],
+            "c": [p[1] for p in parsed],
+            "k": [p[2] for p in parsed],
+            "e": [p[3] for p in parsed],
+        },
+        schema={"raw": pl.String, "n": pl.String, "c": pl.String, "k": pl.String, "e": pl.String},
+    )
+    joined = pl.DataFrame({"raw": raw}).join(table, on="raw", how="left", maintain_order="left")
+    value = joined.select(
+        pl.when(pl.col("n").is_not_null())
+        .then(
+            pl.struct(
+                pl.col("n").alias("primaryPhoneNumber"),
+                pl.col("c").alias("primaryPhoneCountryCode"),
+                pl.col("k").alias("primaryPhoneCallingCode"),
+            )
+        )
+        .otherwise(None)
+    ).to_series()
+    error = joined.select(
+        pl.when(pl.col("e").is_not_null()).then(pl.format("'{}' is {}", pl.col("raw"), pl.col("e")))
+    ).to_series()
+    return value, error
+
+
+# --------------------------------------------------------------------------- fields
+
+
+def _name_parts(raw: pl.Series) -> pl.Series:
+    """One whole-name column -> {firstName, lastName}: "Last, First" or "First Rest"."""
+    comma = raw.str.contains(",").fill_null(False)
+    before, after = (
+        raw.str.split_exact(",", 1).struct.field("field_0"),
+        raw.str.split_exact(",", 1).struct.field("field_1"),
+    )
+    words = raw.str.splitn(" ", 2)
+    first = pl.select(
+        pl.when(comma).then(after.str.strip_chars()).otherwise(words.struct.field("field_0"))
+    ).to_series()
+    last = pl.select(
+        pl.when(comma)
+        .then(before.str.strip_chars())
+        .otherwise(words.struct.field("field_1").fill_null(""))
+    ).to_series()
+    return pl.select(
+        pl.when(raw.is_not_null()).then(pl.struct(first.alias("firstName"), last.alias("lastName")))
+    ).to_series()
+
+
+def _struct(series: dict[str, pl.Series], n: int) -> pl.Series:
+    frame = pl.DataFrame(series) if series else pl.DataFrame({"_": [None] * n})
+    all_null = pl.all_horizontal([pl.col(c).is_null() for c in frame.columns])
+    return frame.select(
+        pl.when(all_null).then(None).otherwise(pl.struct(frame.columns))
+    ).to_series()
+
+
+def evaluate(frame: pl.DataFrame, spec: FieldSpec, f: Field, sub: str | None, plan: Plan) -> _Out:
+    """One spec on one chunk: its typed value and its per-row error."""
+    n = frame.height
+    raw = raw_text(frame, spec, plan.nulls)
+    if f.relation is not None:
+        if spec.lookup in (None, "id"):
+            return to_uuid(raw)
+        target = plan.schema.object(f.relation.target_object)
+        resolved = target.resolve_path(spec.lookup) if target else None
+        if resolved is None:
+            return _Out(raw, _no_error(n))
+        lookup_field, lookup_sub = resolved
+        return _typed(raw, spec, lookup_field, lookup_sub, plan)
+    return _typed(raw, spec, f, sub, plan)
+
+
+def _typed(raw: pl.Series, spec: FieldSpec, f: Field, sub: str | None, plan: Plan) -> _Out:
+    n = raw.len()
+    t = f.type
+    if t == "EMAILS":
+        if sub == "additionalEmails":
+            return _list_of(raw, spec.split or ",", normalize_email)
+        return normalize_email(raw)
+    if t == "LINKS":
+        if sub == "primaryLinkLabel":
+            return _Out(raw, _no_error(n))
+        if sub == "secondaryLinks":
+            inner = _list_of(raw, spec.split or ",", to_url)
+            links = inner.value.list.eval(
+                pl.struct(pl.element().alias("url"), pl.lit("").alias("label"))
+            )
+            return _Out(links, inner.error)
+        return to_url(raw)
+    if t == "PHONES":
+        if sub in ("primaryPhoneCountryCode", "primaryPhoneCallingCode"):
+            return _Out(raw, _no_error(n))
+        if sub == "additionalPhones":
+
+            def extra(items: pl.Series) -> _Out:
+                value, error = to_phone(items, spec.default_country)
+                return _Out(
+                    value.struct.rename_fields(["number", "countryCode", "callingCode"]), error
+                )
+
+            return _list_of(raw, spec.split or ",", extra)
+        value, error = to_phone(raw, spec.default_country)
+        if sub == "primaryPhoneNumber":
+            return _Out(value.struct.field("primaryPhoneNumber"), error)
+        return _Out(value, error)
+    if t == "CURRENCY":
+        if sub == "currencyCode":
+            code = raw.str.to_uppercase()
+            ok = code.str.contains(r"^[A-Z]{3}$").fill_null(False)
+            value = pl.select(pl.when(ok).then(code)).to_series()
+            return _Out(value, _invalid(raw, value, "a 3-letter currency code"))
+        if sub == "amountMicros":
+            micros = to_number(raw, spec.decimal)
+            return _Out(micros.value.cast(pl.Int64, strict=False), micros.error)
+        return to_micros(raw, spec.decimal)
+    if t == "FULL_NAME" and sub is None:
+        return _Out(_name_parts(raw), _no_error(n))
+    if t == "ADDRESS" and sub in NUMERIC_SUBFIELDS:
+        return to_number(raw, spec.decimal)
+    if t == "RICH_TEXT_V2":
+        if sub is None:
+            return _Out(_struct({"markdown": raw}, n), _no_error(n))
+        return _Out(raw, _no_error(n))
+    if sub is not None or t in ("TEXT", "ACTOR"):
+        return _Out(raw, _no_error(n))
+    if t in ("NUMBER", "NUMERIC", "POSITION"):
+        return to_number(raw, spec.decimal)
+    if t == "BOOLEAN":
+        return to_boolean(raw)
+    if t in ("DATE_TIME", "DATE"):
+        value, error = to_datetime(raw, spec.date_format)
+        fmt = "%Y-%m-%dT%H:%M:%S.000Z" if t == "DATE_TIME" else "%Y-%m-%d"
+        return _Out(value.dt.strftime(fmt), error)
+    if t in ("SELECT", "RATING"):
+        return to_option(raw, f, spec)
+    if t == "MULTI_SELECT":
+        return to_multi_option(raw, f, spec)
+    if t == "ARRAY":
+        return _Out(_split(raw, spec.split), _no_error(n))
+    if t == "UUID":
+        return to_uuid(raw)
+    if t == "RAW_JSON":
+        return to_json_text(raw)
+    return _Out(raw, _no_error(n))
+
+
+def _list_of(raw: pl.Series, sep: str, each: Callable[[pl.Series], _Out]) -> _Out:
+    """Split a cell into items and normalize each; any bad item fails the cell."""
+    n = raw.len()
+    items = _split(raw, sep)
+    counts = items.list.len().fill_null(0)
+    flat = items.explode()
+    inner = each(flat)
+    frame = pl.DataFrame(
+        {
+            "i": pl.int_range(n, eager=True).repeat_by(counts.clip(1)).explode(),
+            "v": inner.value,
+            "e": inner.error,
+        }
+    )
+    grouped = frame.group_by("i", maintain_order=True).agg(
+        pl.col("v").drop_nulls(), pl.col("e").drop_nulls().first()
+    )
+    value = pl.select(pl.when(grouped["v"].list.len() > 0).then(grouped["v"])).to_series()
+    return _Out(value, grouped["e"])
+
+
+# --------------------------------------------------------------------------- chunk
+
+
+def normalize(chunk: pl.DataFrame, plan: Plan) -> Normalized:
+    """Normalize one chunk of text rows into records and rejects."""
+    n = chunk.height
+    obj = plan.object
+    errors: list[tuple[str, pl.Series, pl.Series]] = []  # (column label, raw, error)
+    top: dict[str, pl.Series] = {}
+    subs: dict[str, dict[str, pl.Series]] = {}
+    lookups: dict[str, pl.Series] = {}
+    for spec in plan.mapping.fields:
+        resolved = obj.resolve_path(spec.target)
+        assert resolved is not None  # checked by make_plan
+        f, sub = resolved
+        out = evaluate(chunk, spec, f, sub, plan)
+        label = spec.column or spec.target
+        raw = raw_text(chunk, spec, plan.nulls)
+        if spec.required:
+            missing = out.value.is_null() & out.error.is_null()
+            out = _Out(
+                out.value,
+                pl.select(
+                    pl.when(missing).then(pl.lit("required, but empty")).otherwise(out.error)
+                ).to_series(),
+            )
+        errors.append((label, raw, out.error))
+        if f.relation is not None:
+            join = f.relation.join_column or f"{f.name}Id"
+            if spec.lookup in (None, "id"):
+                top[join] = out.value
+            else:
+                lookups[join] = out.value
+        elif sub is None:
+            top[f.name] = out.value
+        else:
+            subs.setdefault(f.name, {})[sub] = out.value
+    for name, parts in subs.items():
+        top[name] = _struct(parts, n)
+    _apply_currency(chunk, plan, top, errors)
+    records = pl.DataFrame(
+        {ROW: chunk[ROW], **top, **{LOOKUP_PREFIX + k: v for k, v in lookups.items()}}
+    )
+    # the key: every key path must have a value
+    key_exprs = []
+    for path in plan.key:
+        head, _, sub = path.partition(".")
+        column = head
+        if head not in records.columns:
+            key_field = obj.field(head)
+            if key_field is not None and key_field.relation is not None:
+                column = key_field.relation.join_column or head
+        expr = pl.col(column)
+        if sub and isinstance(records.schema.get(column), pl.Struct):
+            expr = expr.struct.field(sub)
+        key_exprs.append(expr.cast(pl.String))
+    if key_exprs:
+        key = records.select(pl.concat_str(key_exprs, separator=KEY_SEPARATOR).alias(KEY))
+        records = records.with_columns(key[KEY])
+        earlier = pl.any_horizontal([e.is_not_null() for _, _, e in errors]) if errors else None
+        missing_key = records[KEY].is_null()
+        if earlier is not None:
+            missing_key = missing_key & ~pl.select(earlier).to_series()
+        key_columns = [c for s in plan.key_only().mapping.fields for c in s.columns]
+        message = (
+            f"empty, and it is the key ({', '.join(plan.key)}): without it the record "
+            "could not be matched on re-runs"
+        )
+        errors.append(
+            (
+                ", ".join(dict.fromkeys(key_columns)) or "key",
+                pl.Series([None] * n, dtype=pl.String),
+                _err(missing_key, message),
+            )
+        )
+    else:
+        records = records.with_columns(pl.lit(None, dtype=pl.String).alias(KEY))
+    # collect the reasons of each row
+    reason_cols = {f"e{i}": e for i, (_, _, e) in enumerate(errors)}
+    labels = [label for label, _, _ in errors]
+    raws = [raw for _, raw, _ in errors]
+    table = (
+        pl.DataFrame(reason_cols)
+        if reason_cols
+        else pl.DataFrame({"e0": [None] * n}, schema={"e0": pl.String})
+    )
+    reason = (
+        table.select(
+            pl.concat_str(
+                [
+                    pl.when(pl.col(f"e{i}").is_not_null()).then(
+                        pl.format("{}: {}", pl.lit(labels[i]), pl.col(f"e{i}"))
+                    )
+                    for i in range(len(errors))
+                ],
+                separator="; ",
+                ignore_nulls=True,
+            ).alias("r")
+        )["r"]
+        if errors
+        else pl.Series([None] * n, dtype=pl.String)
+    )
+    reason = pl.select(pl.when(reason == "").then(None).otherwise(reason)).to_series()
+    first_col = (
+        table.select(
+            pl.coalesce(
+                [
+                    pl.when(pl.col(f"e{i}").is_not_null()).then(pl.lit(labels[i]))
+                    for i in range(len(errors))
+                ]
+            ).alias("c")
+        )["c"]
+        if errors
+        else reason
+    )
+    first_val = (
+        pl.DataFrame({f"r{i}": raws[i] for i in range(len(raws))})
+        .with_columns(table)
+        .select(
+            pl.coalesce(
+                [
+                    pl.when(pl.col(f"e{i}").is_not_null()).then(pl.col(f"r{i}"))
+                    for i in range(len(errors))
+                ]
+            ).alias("v")
+        )["v"]
+        if errors
+        else reason
+    )
+    bad = reason.is_not_null()
+    rejects = chunk.filter(bad).with_columns(
+        pl.lit("normalize").alias("_stage"),
+        first_col.filter(bad).alias("_column"),
+        first_val.filter(bad).alias("_value"),
+        reason.filter(bad).alias("_reason"),
+    )
+    records = records.filter(~bad)
+    if plan.derive_id and records.height:
+        keys = records[KEY]
+        unique = keys.unique().to_list()
+        ids = [
+            str(uuid.uuid5(ID_NAMESPACE, f"{obj.name_singular}{KEY_SEPARATOR}{k}")) for k in unique
+        ]
+        records = records.with_columns(
+            keys.replace_strict(unique, ids, return_dtype=pl.String).alias("id")
+        )
+    return Normalized(records, rejects)
+
+
+def _apply_currency(
+    chunk: pl.DataFrame,
+    plan: Plan,
+    top: dict[str, pl.Series],
+    errors: list[tuple[str, pl.Series, pl.Series]],
+) -> None:
+    """Whole CURRENCY specs: pair the micros with the constant or column currency code."""
+    n = chunk.height
+    for spec in plan.mapping.fields:
+        resolved = plan.object.resolve_path(spec.target)
+        if resolved is None or resolved[0].type != "CURRENCY" or resolved[1] is not None:
+            continue
+        f = resolved[0]
+        micros = top[f.name]
+        if spec.currency_column:
+            code = chunk[spec.currency_column].str.strip_chars().str.to_uppercase()
+            ok = code.str.contains(r"^[A-Z]{3}$").fill_null(False)
+            bad = micros.is_not_null() & ~ok
+            errors.append(
+                (
+                    spec.currency_column,
+                    chunk[spec.currency_column],
+                    _err(bad, "the currency is not a 3-letter code like EUR"),
+                )
+            )
+        else:
+            code = pl.Series([spec.currency] * n, dtype=pl.String)
+        top[f.name] = pl.select(
+            pl.when(micros.is_not_null()).then(
+                pl.struct(micros.alias("amountMicros"), code.alias("currencyCode"))
+            )
+        ).to_series()
+
+
+# --------------------------------------------------------------------------- records -> JSON
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        cleaned = {k: _clean(v) for k, v in value.items() if v is not None}
+        return cleaned or None
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def to_payloads(records: pl.DataFrame) -> list[dict[str, Any]]:
+    """Record rows -> the JSON bodies Twenty takes; nulls are left out, not sent.
+
+    An empty cell therefore never erases what the workspace holds.
+    """
+    body_columns = [
+        c for c in records.columns if c not in (ROW, KEY) and not c.startswith(LOOKUP_PREFIX)
+    ]
+    out = []
+    for row in records.select(body_columns).to_dicts():
+        out.append({k: v for k, v in ((k, _clean(v)) for k, v in row.items()) if v is not None})
+    return out
+
+
+def empty_rejects(columns: Iterable[str]) -> pl.DataFrame:
+    """A rejects frame with no rows and the usual columns."""
+    schema: dict[str, Any] = {ROW: pl.Int64}
+    schema.update(dict.fromkeys((c for c in columns if c != ROW), pl.String))
+    schema.update(
+        {"_stage": pl.String, "_column": pl.String, "_value": pl.String, "_reason": pl.String}
+    )
+    return pl.DataFrame(schema=schema)

@@ -1,0 +1,308 @@
+"""Runs that tie the stages together: today ``validate`` (read + normalize, zero writes).
+
+Duplicate keys are found by a first pass over the key columns only, so that every
+row knows whether a later one repeats its key: ``on_duplicate_key`` then keeps the
+first or the last occurrence (the others go to the rejects file, saying which row
+won) or rejects them all.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.errors import InputError
+from pipeline.mapping import Mapping
+from pipeline.normalize import KEY, Normalized, Plan, make_plan, normalize
+from pipeline.read import ROW, SourceReader, open_source
+from pipeline.schema import WorkspaceSchema
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class ValidationReport:
+    """What validate found."""
+
+    source: Path
+    rows: int = 0
+    valid: int = 0
+    rejected: int = 0
+    blank_rows: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+    first_rejects: list[dict[str, Any]] = field(default_factory=list)
+    rejects_path: Path | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    key: tuple[str, ...] = ()
+    key_is_unique: bool = True
+    lookups: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON for ``--json`` output and reports."""
+        return {
+            "source": str(self.source),
+            "rows": self.rows,
+            "valid": self.valid,
+            "rejected": self.rejected,
+            "blank_rows": self.blank_rows,
+            "rejected_by_reason": dict(self.by_reason.most_common()),
+            "rejects_file": str(self.rejects_path) if self.rejects_path else None,
+            "encoding": self.encoding,
+            "delimiter": self.delimiter,
+            "key": list(self.key),
+            "key_matches_on": "unique fields" if self.key_is_unique else "derived ids (UUIDv5)",
+            "lookups_to_resolve": self.lookups,
+        }
+
+
+def source_path(mapping: Mapping, override: str | Path | None) -> Path:
+    """SOURCE from the command line, else the mapping's source.path."""
+    if override is not None:
+        return Path(override)
+    if mapping.source.path is None:
+        raise InputError(
+            f"{mapping.path}: no source: give SOURCE on the command line or "
+            "source.path in the mapping"
+        )
+    return mapping.source.path
+
+
+# --------------------------------------------------------------------------- duplicates
+
+
+def _hashes(keys: pl.Series) -> pl.DataFrame:
+    # two 64-bit hashes with different seeds: a false "duplicate" needs a 128-bit collision
+    return pl.DataFrame({"h1": keys.hash(seed=1), "h2": keys.hash(seed=2)})
+
+
+@dataclass
+class DuplicateIndex:
+    """Keys that occur on more than one row: their first and last row and count."""
+
+    table: pl.DataFrame
+
+    @classmethod
+    def build(cls, chunks: Iterator[pl.DataFrame], plan: Plan) -> DuplicateIndex:
+        """One pass over the key columns of every chunk."""
+        key_plan = plan.key_only()
+        parts = []
+        for chunk in chunks:
+            keys = normalize(chunk, key_plan).records
+            keys = keys.filter(pl.col(KEY).is_not_null())
+            parts.append(pl.concat([_hashes(keys[KEY]), keys.select(ROW)], how="horizontal"))
+        if not parts:
+            return cls(
+                pl.DataFrame(
+                    schema={
+                        "h1": pl.UInt64,
+                        "h2": pl.UInt64,
+                        "first": pl.Int64,
+                        "last": pl.Int64,
+                        "count": pl.UInt32,
+                    }
+                )
+            )
+        table = (
+            pl.concat(parts)
+            .group_by("h1", "h2")
+            .agg(
+                pl.col(ROW).min().alias("first"),
+                pl.col(ROW).max().alias("last"),
+                pl.len().alias("count"),
+            )
+            .filter(pl.col("count") > 1)
+        )
+        return cls(table)
+
+    @property
+    def repeated_keys(self) -> int:
+        """How many distinct keys occur more than once."""
+        return self.table.height
+
+    def split(self, records: pl.DataFrame, mode: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(records kept, records rejected with ``_reason``) under ``on_duplicate_key``."""
+        if self.table.height == 0 or records.height == 0:
+            return records, records.head(0).with_columns(pl.lit(None, pl.String).alias("_reason"))
+        joined = pl.concat([records, _hashes(records[KEY])], how="horizontal").join(
+            self.table, on=["h1", "h2"], how="left", maintain_order="left"
+        )
+        if mode == "first":
+            lose = pl.col("first").is_not_null() & (pl.col(ROW) != pl.col("first"))
+            reason = pl.format(
+                "duplicate key: row {} has the same key and is kept (on_duplicate_key: first)",
+                pl.col("first"),
+            )
+        elif mode == "last":
+            lose = pl.col("last").is_not_null() & (pl.col(ROW) != pl.col("last"))
+            reason = pl.format(
+                "duplicate key: row {} has the same key and is kept (on_duplicate_key: last)",
+                pl.col("last"),
+            )
+        else:
+            lose = pl.col("count").is_not_null()
+            reason = pl.format(
+                "duplicate key: {} rows have this key (first row {}, last row {}; "
+                "on_duplicate_key: reject)",
+                pl.col("count"),
+                pl.col("first"),
+                pl.col("last"),
+            )
+        marked = joined.with_columns(lose.alias("_lose"), reason.alias("_reason"))
+        extra = ["h1", "h2", "first", "last", "count"]
+        kept = marked.filter(~pl.col("_lose")).drop([*extra, "_lose", "_reason"])
+        lost = marked.filter(pl.col("_lose")).drop([*extra, "_lose"])
+        return kept, lost
+
+
+# --------------------------------------------------------------------------- rejects file
+
+
+class RejectsWriter:
+    """Appends rejected rows to a CSV: the original columns, then _row, _stage, _reason."""
+
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.columns = [*columns, "_row", "_stage", "_column", "_value", "_reason"]
+        self._handle = path.open("w", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._handle)
+        self._writer.writerow(self.columns)
+        self.count = 0
+
+    def write(self, frame: pl.DataFrame) -> None:
+        """Write rejected rows (missing columns are left empty)."""
+        if frame.height == 0:
+            return
+        for name in self.columns:
+            if name not in frame.columns:
+                frame = frame.with_columns(pl.lit(None, pl.String).alias(name))
+        rows = frame.select([pl.col(c).cast(pl.String) for c in self.columns]).rows()
+        self._writer.writerows(rows)
+        self.count += frame.height
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        self._handle.close()
+
+
+def read_rejects_frame(reader: SourceReader) -> pl.DataFrame:
+    """The reader's ragged rows as a rejects frame (values spread over the header's columns)."""
+    columns = reader.info.columns
+    rows = []
+    for r in reader.info.rejects:
+        record: dict[str, Any] = {
+            c: (r.values[i] if i < len(r.values) else None) for i, c in enumerate(columns)
+        }
+        record.update(
+            {"_row": r.row, "_stage": "read", "_column": None, "_value": None, "_reason": r.reason}
+        )
+        rows.append(record)
+    schema = dict.fromkeys(columns, pl.String) | {
+        "_row": pl.Int64,
+        "_stage": pl.String,
+        "_column": pl.String,
+        "_value": pl.String,
+        "_reason": pl.String,
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def validate(
+    mapping: Mapping,
+    schema: WorkspaceSchema,
+    *,
+    source: str | Path | None = None,
+    rejects_path: Path | None = None,
+    chunk_size: int = 100_000,
+    progress: Progress | None = None,
+    sample: int = 5,
+) -> ValidationReport:
+    """Read and normalize the whole source; count, and write the rejects file."""
+    path = source_path(mapping, source)
+    with open_source(path, mapping.source, chunk_size=chunk_size) as reader:
+        plan = make_plan(mapping, schema, reader.info.columns)
+        report = ValidationReport(
+            source=path,
+            encoding=reader.info.encoding,
+            delimiter=reader.info.delimiter,
+            key=plan.key,
+            key_is_unique=plan.key_unique,
+            blank_rows=reader.info.blank_rows,
+        )
+        duplicates = DuplicateIndex.build(reader.chunks(), plan)
+        writer = RejectsWriter(rejects_path, reader.info.columns) if rejects_path else None
+        lookup_values: dict[str, set[str]] = {}
+
+        def reject(frame: pl.DataFrame) -> None:
+            if frame.height == 0:
+                return
+            report.rejected += frame.height
+            reasons = frame["_reason"].to_list()
+            for reason in reasons:
+                report.by_reason[_reason_kind(reason)] += 1
+            if len(report.first_rejects) < sample:
+                report.first_rejects.extend(
+                    frame.select("_row", "_reason")
+                    .head(sample - len(report.first_rejects))
+                    .to_dicts()
+                )
+            if writer is not None:
+                writer.write(frame)
+
+        try:
+            read_rejects = read_rejects_frame(reader)
+            report.rows += read_rejects.height
+            reject(read_rejects)
+            for chunk in reader.chunks():
+                report.rows += chunk.height
+                result: Normalized = normalize(chunk, plan)
+                reject(result.rejects)
+                kept, lost = duplicates.split(result.records, mapping.on_duplicate_key)
+                if lost.height:
+                    originals = chunk.join(lost.select(ROW, "_reason"), on=ROW, how="inner")
+                    reject(
+                        originals.with_columns(
+                            pl.lit("normalize").alias("_stage"),
+                            pl.lit("key").alias("_column"),
+                            pl.lit(None, pl.String).alias("_value"),
+                        )
+                    )
+                report.valid += kept.height
+                for column in kept.columns:
+                    if column.startswith("__lookup__"):
+                        lookup_values.setdefault(column[10:], set()).update(
+                            kept[column].drop_nulls().unique().to_list()
+                        )
+                if progress is not None:
+                    progress(chunk.height)
+        finally:
+            if writer is not None:
+                writer.close()
+        report.rejects_path = rejects_path if rejects_path and report.rejected else None
+        if rejects_path and not report.rejected:
+            rejects_path.unlink(missing_ok=True)
+        report.lookups = {k: len(v) for k, v in lookup_values.items()}
+    return report
+
+
+def _reason_kind(reason: str) -> str:
+    """Group reasons for the summary: the column and the kind of problem, not the value."""
+    first = reason.split("; ")[0]
+    if first.startswith("duplicate key"):
+        return "duplicate key"
+    column, _, rest = first.partition(": ")
+    if rest.startswith("'"):
+        rest = rest.split("' ", 1)[-1]
+    if rest.startswith("is not a valid email address"):
+        rest = "is not a valid email address"
+    return f"{column}: {rest}" if rest else column
