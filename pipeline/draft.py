@@ -43,7 +43,15 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "amount": ("amount", "deal value", "value", "deal amount"),
     "closeDate": ("close date", "closing date", "expected close"),
     "stage": ("stage", "deal stage", "pipeline stage", "status"),
-    "company": ("company", "company domain", "account", "organization", "organisation"),
+    "company": (
+        "company",
+        "company domain",
+        "company website",
+        "company url",
+        "account",
+        "organization",
+        "organisation",
+    ),
     "pointOfContact": ("contact", "contact email", "point of contact"),
     "address.addressCity": ("city",),
     "address.addressCountry": ("country",),
@@ -195,13 +203,23 @@ def draft_mapping(
     if delimiter and delimiter != ",":
         lines.append(f"  delimiter: {_yaml_str(delimiter)}")
     lines = [line for line in lines if line]
-    key = _key_for(obj, [cand.path for cand, _ in chosen.values()])
+    mapped = [cand.path for cand, _ in chosen.values()]
+    key = _key_for(obj, mapped)
     if key:
         lines.append(f"key: [{key}]")
     else:
+        # Nothing unique is mapped: propose the field that names a record, so that the
+        # draft validates; record ids are then derived from it (design.md "Keys").
+        plain = [p for p in mapped if _is_plain(obj, p)]
+        fallback = "name" if "name" in mapped else (plain[0] if plain else None)
         unique = [p for p in obj.unique_paths if p != "id"]
-        lines.append("# key: no unique field is mapped: declare the columns that identify a")
-        lines.append("# record, e.g. key: [name] (ids are then derived from them)")
+        if fallback:
+            lines.append(
+                f"key: [{fallback}]  # not unique in Twenty: record ids are derived "
+                "from it; pick the columns that identify a record"
+            )
+        else:
+            lines.append("# key: declare the columns that identify a record, e.g. key: [name]")
         if unique:
             lines.append(f"# unique fields of {obj.name_singular}: {', '.join(unique)}")
     lines.append("on_duplicate_key: last")
@@ -219,6 +237,11 @@ def draft_mapping(
         lines.append("# Columns not mapped (add them above, or leave them out):")
         lines.extend(f"#   {c}" for c in unmatched)
     return "\n".join(lines) + "\n"
+
+
+def _is_plain(obj: ObjectSchema, path: str) -> bool:
+    found = obj.field(path.split(".")[0])
+    return found is not None and found.relation is None
 
 
 def _yaml_str(text: str) -> str:

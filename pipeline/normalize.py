@@ -238,7 +238,11 @@ def to_number(raw: pl.Series, decimal: str | None) -> _Out:
 
 def to_micros(raw: pl.Series, decimal: str | None) -> _Out:
     """Money in units -> integer micros, through Decimal: no float drift."""
-    cleaned = raw.str.replace_all(r"[\s\u00a0\u202f'_]|[^\d.,+-]", "")
+    # Currency symbols and a leading or trailing ISO code go; any other letter ("1.2M",
+    # "12k") makes the amount invalid rather than silently a thousand times smaller.
+    cleaned = raw.str.replace_all(r"^[A-Za-z]{3}\s+|\s+[A-Za-z]{3}$", "").str.replace_all(
+        r"[\s\u00a0\u202f'_$€£¥₹¢]", ""
+    )
     if decimal == ",":
         cleaned = cleaned.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True)
     else:
@@ -608,7 +612,10 @@ def _typed(raw: pl.Series, spec: FieldSpec, f: Field, sub: str | None, plan: Pla
     if t == "EMAILS":
         if sub == "additionalEmails":
             return _list_of(raw, spec.split or ",", normalize_email)
-        return normalize_email(raw)
+        email = normalize_email(raw)
+        if sub is None:  # the whole field from one column: its primary address
+            return _Out(_struct({"primaryEmail": email.value}, n), email.error)
+        return email
     if t == "LINKS":
         if sub == "primaryLinkLabel":
             return _Out(raw, _no_error(n))
@@ -618,7 +625,10 @@ def _typed(raw: pl.Series, spec: FieldSpec, f: Field, sub: str | None, plan: Pla
                 pl.struct(pl.element().alias("url"), pl.lit("").alias("label"))
             )
             return _Out(links, inner.error)
-        return to_url(raw)
+        link = to_url(raw)
+        if sub is None:
+            return _Out(_struct({"primaryLinkUrl": link.value}, n), link.error)
+        return link
     if t == "PHONES":
         if sub in ("primaryPhoneCountryCode", "primaryPhoneCallingCode"):
             return _Out(raw, _no_error(n))

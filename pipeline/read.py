@@ -25,6 +25,20 @@ from pipeline.errors import InputError
 from pipeline.mapping import EXTENSIONS, SourceSpec
 
 ROW = "_row"
+SINGLE_BYTE_WESTERN = frozenset(
+    {
+        "latin-1",
+        "iso8859-1",
+        "ascii",
+        "cp1252",
+        "cp1250",
+        "cp1257",
+        "iso8859-2",
+        "iso8859-15",
+        "mac-roman",
+    }
+)
+SINGLE_BYTE = SINGLE_BYTE_WESTERN | {"cp852", "cp850", "cp1254", "iso8859-9", "mac-latin2"}
 SAMPLE_BYTES = 256 * 1024
 DEFAULT_CHUNK = 100_000
 csv.field_size_limit(1 << 30)
@@ -77,32 +91,29 @@ def detect_encoding(sample: bytes) -> str:
     except UnicodeDecodeError as exc:
         if exc.start >= len(sample) - 4:  # a character cut by the end of the sample
             return "utf-8"
-    guess = from_bytes(sample).best()
-    name = guess.encoding.lower().replace("_", "-") if guess is not None else "cp1252"
-    if name in (
-        "latin-1",
-        "iso8859-1",
-        "iso-8859-1",
-        "ascii",
-        "cp1250",
-        "cp1257",
-        "iso8859-2",
-        "iso8859-15",
-        "mac-roman",
-    ):
-        # Short samples leave the single-byte Western and Central European code pages
-        # close; read the bytes both ways and keep the one that yields more letters.
-        # Ties go to cp1252, what Excel on Western Windows writes (it also has the
-        # curly quotes and euro sign that latin-1 lacks).
-        def letters(encoding: str) -> int:
-            try:
-                text = sample.decode(encoding)
-            except UnicodeDecodeError:
-                return -1
-            return sum(1 for ch in text if ord(ch) > 127 and ch.isalpha())
+    matches = from_bytes(sample)
+    best = matches.best()
+    name = _codec(best.encoding) if best is not None else "cp1252"
+    if name not in SINGLE_BYTE_WESTERN:
+        return name
+    # Short samples leave the single-byte code pages close. Read the bytes each way
+    # charset-normalizer found plausible and keep the reading with the most letters
+    # (cp1250 "Łódź" reads as "£ódŸ" in cp1252). Ties go to cp1252, what Excel on
+    # Western Windows writes (it also has the curly quotes and euro sign latin-1 lacks).
+    candidates = ["cp1252", *(c for m in matches if (c := _codec(m.encoding)) in SINGLE_BYTE)]
 
-        return max(("cp1252", name), key=letters)
-    return name
+    def letters(encoding: str) -> int:
+        try:
+            text = sample.decode(encoding)
+        except UnicodeDecodeError:
+            return -1
+        return sum(1 for ch in text if ord(ch) > 127 and ch.isalpha())
+
+    return max(dict.fromkeys(candidates), key=letters)
+
+
+def _codec(name: str) -> str:
+    return codecs.lookup(name).name
 
 
 def sniff_delimiter(text: str) -> str:

@@ -58,3 +58,17 @@ def test_dockerfile_runs_as_non_root_with_the_cli_entrypoint() -> None:
     assert 'ENTRYPOINT ["twenty-pipeline"]' in text
     assert 'CMD ["--help"]' in text
     assert "WORKDIR /data" in text
+
+
+def test_quick_start_output_in_the_readme_is_real(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    shutil.copytree(ROOT / "mappings", tmp_path / "mappings")
+    shutil.copytree(ROOT / "sample_data", tmp_path / "sample_data")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["validate", "mappings/people.yaml", "--sandbox"])
+    assert result.exit_code == 3
+    shown = README.split("The first command prints", 1)[1].split("```\n", 2)[1]
+    assert result.output == shown
