@@ -175,7 +175,7 @@ fields:
 
 def test_key_required_when_nothing_unique_is_mapped(tmp_path: Path) -> None:
     mapping = load_mapping(write(tmp_path, "object: note\nfields: {title: t}\n"))
-    with pytest.raises(MappingError, match="no key: declare one, e.g. key: \\[name\\]"):
+    with pytest.raises(MappingError, match=r"no key: declare one, e\.g\. key: \[name\]"):
         check_mapping(mapping, SCHEMA)
 
 

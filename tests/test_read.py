@@ -137,7 +137,7 @@ def test_empty_and_unknown_files(tmp_path: Path) -> None:
         open_source(tmp_path / "none.csv")
     odd = tmp_path / "data.bin"
     odd.write_text("a\n1\n")
-    with pytest.raises(InputError, match="set source.format"):
+    with pytest.raises(InputError, match=r"set source\.format"):
         open_source(odd)
     assert read_all(odd, SourceSpec(format="csv"))["a"].to_list() == ["1"]
 
