@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
@@ -40,6 +41,7 @@ LOOKUP_PREFIX = "__lookup__"
 REJECT_COLUMNS = ("_row", "_stage", "_column", "_value", "_reason")
 ID_NAMESPACE = uuid.UUID("1b6d7c35-5a0e-4f4e-8d2a-2f7c0c9a6e11")
 KEY_SEPARATOR = "\x1f"
+WORKERS = 2
 
 TRUE_TOKENS = ("yes", "y", "true", "t", "1", "x", "on", "oui", "ja", "si", "sí")
 FALSE_TOKENS = ("no", "n", "false", "f", "0", "off", "non", "nein")
@@ -272,13 +274,21 @@ def to_boolean(raw: pl.Series) -> _Out:
 
 
 def _parse_any(raw: pl.Series, formats: Iterable[str], *, tz: bool = False) -> pl.Series:
-    parsed = [
-        raw.str.to_datetime(f, strict=False, time_zone="UTC" if tz else None, time_unit="ms")
-        for f in formats
-    ]
-    if tz:
-        parsed = [p.dt.replace_time_zone(None) for p in parsed]
-    return pl.select(pl.coalesce(parsed)).to_series() if parsed else raw.cast(pl.Datetime("ms"))
+    """Try ``formats`` in turn, each only on the values still unparsed."""
+    out = pl.Series(raw.name, [None] * raw.len(), dtype=pl.Datetime("ms"))
+    todo = raw.is_not_null()
+    for fmt in formats:
+        if not todo.any():
+            break
+        index = todo.arg_true()
+        parsed = raw.gather(index).str.to_datetime(
+            fmt, strict=False, time_unit="ms", time_zone="UTC" if tz else None
+        )
+        if tz:
+            parsed = parsed.dt.replace_time_zone(None)
+        out = out.scatter(index, parsed).cast(pl.Datetime("ms"))
+        todo = todo & out.is_null()
+    return out
 
 
 def to_datetime(raw: pl.Series, date_format: str | None) -> tuple[pl.Series, pl.Series]:
@@ -302,9 +312,11 @@ def to_datetime(raw: pl.Series, date_format: str | None) -> tuple[pl.Series, pl.
             ).to_series(),
         )
         return parsed, error
-    tz_part = _parse_any(raw, DATETIME_TZ_FORMATS, tz=True)
-    dt_part = _parse_any(raw, DATETIME_FORMATS)
     date_part = _parse_any(raw, DATE_FORMATS)
+    rest = pl.select(pl.when(date_part.is_null()).then(raw)).to_series()
+    dt_part = _parse_any(rest, DATETIME_FORMATS)
+    rest = pl.select(pl.when(dt_part.is_null()).then(rest)).to_series()
+    tz_part = _parse_any(rest, DATETIME_TZ_FORMATS, tz=True)
     parts = raw.str.extract_groups(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$")
     first = parts.struct.field("1").cast(pl.Int32, strict=False)
     second = parts.struct.field("2").cast(pl.Int32, strict=False)
@@ -423,13 +435,16 @@ def normalize_url(raw: pl.Series) -> pl.Series:
     ``ACME.com/``, ``https://acme.com`` and ``HTTPS://Acme.COM/`` all become
     ``https://acme.com``; applying it twice changes nothing.
     """
-    parts = raw.str.extract_groups(URL_PARTS)
-    scheme = parts.struct.field("1").str.to_lowercase().fill_null("https")
-    host = parts.struct.field("2").str.to_lowercase()
-    rest = parts.struct.field("3").fill_null("")
-    url = pl.select(pl.format("{}://{}{}", scheme, host, rest)).to_series()
-    url = url.str.replace(r"/+$", "")
-    valid = host.str.contains(r"^[^\s@]+\.[^\s@.]+$|^localhost(:\d+)?$|^[^\s@]+\.[^\s@.]+:\d+$")
+    has_scheme = raw.str.contains(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+    full = pl.select(
+        pl.when(has_scheme).then(raw).otherwise(pl.concat_str([pl.lit("https://"), raw]))
+    ).to_series()
+    origin = full.str.extract(r"^([^/?#]*//[^/?#]*)", 1)
+    rest = full.str.slice(origin.str.len_chars())
+    url = pl.select(pl.concat_str([origin.str.to_lowercase(), rest])).to_series()
+    url = url.str.strip_chars_end("/")
+    host = origin.str.to_lowercase().str.extract(r"//([^/?#]*)$", 1)
+    valid = host.str.contains(r"^[^\s@]+\.[^\s@.]+(:\d+)?$|^localhost(:\d+)?$")
     return pl.select(pl.when(valid.fill_null(False)).then(url).otherwise(None)).to_series()
 
 
@@ -510,29 +525,123 @@ EXTRA_PHONE = pl.Struct({"number": pl.String, "countryCode": pl.String, "calling
 
 @lru_cache(maxsize=200_000)
 def _phone(text: str, region: str | None) -> tuple[str | None, str | None, str | None, str | None]:
+    """The slow path: phonenumbers on one value, with its own words for what is wrong."""
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
         return None, None, None, str(exc.args[0] if exc.args else exc)
-    if not phonenumbers.is_valid_number(number):
-        hint = "" if region or text.startswith("+") else " (no country: set default_country)"
+    if not phonenumbers.is_possible_number(number):
+        hint = (
+            "" if region or text.lstrip().startswith("+") else " (no country: set default_country)"
+        )
         return None, None, None, f"not a valid phone number{hint}"
-    country = phonenumbers.region_code_for_number(number)
-    return (
-        str(phonenumbers.national_significant_number(number)),
-        country,
-        f"+{number.country_code}",
-        None,
+    code = number.country_code or 0
+    country = phonenumbers.region_code_for_number(number) or (
+        phonenumbers.region_code_for_country_code(code)
+    )
+    return str(phonenumbers.national_significant_number(number)), country, f"+{code}", None
+
+
+@lru_cache(maxsize=1)
+def _calling_codes() -> dict[str, str]:
+    """Calling code -> its main region, from phonenumbers' metadata."""
+    return {
+        str(code): regions[0]
+        for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
+        if regions and regions[0] != "001"
+    }
+
+
+@lru_cache(maxsize=64)
+def _region_facts(region: str) -> tuple[str, str | None, tuple[int, ...], str | None]:
+    """(calling code, national prefix, possible lengths, international prefix) of a region."""
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if meta is None:
+        return "", None, (), None
+    desc = meta.general_desc
+    lengths = tuple(desc.possible_length or ()) if desc is not None else ()
+    return str(meta.country_code), meta.national_prefix, lengths, meta.international_prefix
+
+
+def _fast_phones(raw: pl.Series, country: str | None) -> pl.DataFrame:
+    """Vectorized parse of the everyday shapes; ``ok`` false sends a value to phonenumbers.
+
+    International numbers (``+33 6 12 34 56 78``, ``0033 ...``) take their calling code
+    from the E.164 prefix table; national ones (``06 12 34 56 78``) take the default
+    country's and lose its trunk prefix. A number is accepted here only when its
+    length is one the region allows. Where a calling code is shared (+1, +44, +7) the
+    default country is used when it shares it, else the code's main country.
+    """
+    codes = _calling_codes()
+    cleaned = raw.str.replace_all(r"[\s().\-/\u00a0]", "")
+    simple = cleaned.str.contains(r"^(\+|00)?\d{5,17}$").fill_null(False) & ~raw.str.contains(
+        r"\(0\)"
+    ).fill_null(False)
+    default_code, trunk, _, intl = _region_facts(country) if country else ("", None, (), None)
+    intl_prefix = intl if intl and intl.isdigit() else "00"
+    international = cleaned.str.starts_with("+") | cleaned.str.starts_with(intl_prefix)
+    digits = pl.select(
+        pl.when(cleaned.str.starts_with("+"))
+        .then(cleaned.str.slice(1))
+        .when(cleaned.str.starts_with(intl_prefix))
+        .then(cleaned.str.slice(len(intl_prefix)))
+        .otherwise(cleaned)
+    ).to_series()
+    keys, regions = list(codes), list(codes.values())
+    cc = pl.select(
+        pl.when(digits.str.slice(0, 1).is_in(keys))
+        .then(digits.str.slice(0, 1))
+        .when(digits.str.slice(0, 2).is_in(keys))
+        .then(digits.str.slice(0, 2))
+        .when(digits.str.slice(0, 3).is_in(keys))
+        .then(digits.str.slice(0, 3))
+    ).to_series()
+    cc = pl.select(
+        pl.when(international).then(cc).otherwise(pl.lit(default_code or None, dtype=pl.String))
+    ).to_series()
+    national = pl.select(
+        pl.when(international).then(digits.str.slice(cc.str.len_chars())).otherwise(digits)
+    ).to_series()
+    if trunk:
+        lengths = _region_facts(country or "")[2]
+        strip = (
+            ~international
+            & national.str.starts_with(trunk)
+            & (~national.str.len_chars().is_in(list(lengths)) if lengths else pl.lit(True))
+        )
+        national = pl.select(
+            pl.when(strip).then(national.str.slice(len(trunk))).otherwise(national)
+        ).to_series()
+    main = cc.replace_strict(keys, regions, default=None, return_dtype=pl.String)
+    region = (
+        pl.select(
+            pl.when(cc == default_code).then(pl.lit(country, dtype=pl.String)).otherwise(main)
+        ).to_series()
+        if country
+        else main
+    )
+    pairs = [(r, n) for r in region.drop_nulls().unique().to_list() for n in _region_facts(r)[2]]
+    allowed = pl.DataFrame(
+        {"r": [p[0] for p in pairs], "n": [p[1] for p in pairs], "fits": [True] * len(pairs)},
+        schema={"r": pl.String, "n": pl.UInt32, "fits": pl.Boolean},
+    )
+    length_ok = pl.DataFrame({"r": region, "n": national.str.len_chars()}).join(
+        allowed, on=["r", "n"], how="left", maintain_order="left"
+    )["fits"]
+    ok = simple & cc.is_not_null() & region.is_not_null() & length_ok.fill_null(False)
+    return pl.DataFrame(
+        {"ok": ok, "n": national, "c": region, "k": pl.select(pl.format("+{}", cc)).to_series()}
     )
 
 
 def to_phone(raw: pl.Series, country: str | None) -> tuple[pl.Series, pl.Series]:
     """Phone numbers -> (struct of number / country / calling code, error)."""
-    unique = raw.drop_nulls().unique().to_list()
-    parsed = [_phone(v, country) for v in unique]
+    fast = _fast_phones(raw, country)
+    slow_values = raw.filter(raw.is_not_null() & ~fast["ok"]).unique().to_list()
+    parsed = [_phone(v, country) for v in slow_values]
     table = pl.DataFrame(
         {
-            "raw": unique,
+            "raw": slow_values,
             "n": [p[0] for p in parsed],
             "c": [p[1] for p in parsed],
             "k": [p[2] for p in parsed],
@@ -541,19 +650,21 @@ def to_phone(raw: pl.Series, country: str | None) -> tuple[pl.Series, pl.Series]
         schema={"raw": pl.String, "n": pl.String, "c": pl.String, "k": pl.String, "e": pl.String},
     )
     joined = pl.DataFrame({"raw": raw}).join(table, on="raw", how="left", maintain_order="left")
-    value = joined.select(
-        pl.when(pl.col("n").is_not_null())
-        .then(
+    ok = fast["ok"]
+    number = pl.select(pl.when(ok).then(fast["n"]).otherwise(joined["n"])).to_series()
+    region = pl.select(pl.when(ok).then(fast["c"]).otherwise(joined["c"])).to_series()
+    calling = pl.select(pl.when(ok).then(fast["k"]).otherwise(joined["k"])).to_series()
+    value = pl.select(
+        pl.when(number.is_not_null()).then(
             pl.struct(
-                pl.col("n").alias("primaryPhoneNumber"),
-                pl.col("c").alias("primaryPhoneCountryCode"),
-                pl.col("k").alias("primaryPhoneCallingCode"),
+                number.alias("primaryPhoneNumber"),
+                region.alias("primaryPhoneCountryCode"),
+                calling.alias("primaryPhoneCallingCode"),
             )
         )
-        .otherwise(None)
     ).to_series()
-    error = joined.select(
-        pl.when(pl.col("e").is_not_null()).then(pl.format("'{}' is {}", pl.col("raw"), pl.col("e")))
+    error = pl.select(
+        pl.when(~ok & joined["e"].is_not_null()).then(pl.format("'{}' is {}", raw, joined["e"]))
     ).to_series()
     return value, error
 
@@ -590,10 +701,30 @@ def _struct(series: dict[str, pl.Series], n: int) -> pl.Series:
     ).to_series()
 
 
-def evaluate(frame: pl.DataFrame, spec: FieldSpec, f: Field, sub: str | None, plan: Plan) -> _Out:
-    """One spec on one chunk: its typed value and its per-row error."""
-    n = frame.height
-    raw = raw_text(frame, spec, plan.nulls)
+def evaluate(raw: pl.Series, spec: FieldSpec, f: Field, sub: str | None, plan: Plan) -> _Out:
+    """One spec's text (see :func:`raw_text`) typed: its value and its per-row error.
+
+    Columns that repeat their values (cities, companies, stages, dates) are typed once
+    per distinct value and mapped back.
+    """
+    n = raw.len()
+    if n >= 1000:
+        distinct = raw.unique(maintain_order=True)
+        if distinct.len() * 4 < n:
+            out = _evaluate(distinct, spec, f, sub, plan)
+            index = pl.DataFrame({"raw": raw}).join(
+                pl.DataFrame({"raw": distinct}).with_row_index("i"),
+                on="raw",
+                how="left",
+                nulls_equal=True,
+                maintain_order="left",
+            )["i"]
+            return _Out(out.value.gather(index), out.error.gather(index))
+    return _evaluate(raw, spec, f, sub, plan)
+
+
+def _evaluate(raw: pl.Series, spec: FieldSpec, f: Field, sub: str | None, plan: Plan) -> _Out:
+    n = raw.len()
     if f.relation is not None:
         if spec.lookup in (None, "id"):
             return to_uuid(raw)
@@ -718,13 +849,21 @@ def normalize(chunk: pl.DataFrame, plan: Plan) -> Normalized:
     top: dict[str, pl.Series] = {}
     subs: dict[str, dict[str, pl.Series]] = {}
     lookups: dict[str, pl.Series] = {}
-    for spec in plan.mapping.fields:
+
+    def run(spec: FieldSpec) -> tuple[pl.Series, _Out]:
         resolved = obj.resolve_path(spec.target)
         assert resolved is not None  # checked by make_plan
-        f, sub = resolved
-        out = evaluate(chunk, spec, f, sub, plan)
-        label = spec.column or spec.target
         raw = raw_text(chunk, spec, plan.nulls)
+        return raw, evaluate(raw, spec, resolved[0], resolved[1], plan)
+
+    # Specs are independent and polars releases the GIL while it computes, so two
+    # threads keep both cores busy.
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        results = list(pool.map(run, plan.mapping.fields))
+    for spec, (raw, out) in zip(plan.mapping.fields, results, strict=True):
+        f, sub = obj.resolve_path(spec.target) or (None, None)
+        assert f is not None
+        label = spec.column or spec.target
         if spec.required:
             missing = out.value.is_null() & out.error.is_null()
             out = _Out(

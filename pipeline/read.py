@@ -15,6 +15,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -228,12 +229,92 @@ class SourceReader:
         return self._tmp
 
     def _scan_csv_structure(self, text_path: Path, delimiter: str) -> None:
-        """One pass of the csv module: the header, blank lines and ragged rows.
+        """Find the header, blank lines and ragged rows before polars reads the data.
 
         polars pads short rows silently and cannot tell them from trailing empty
-        cells, so the field count of every record is taken here; only the
-        exceptions are kept in memory.
+        cells, so the field count of every record is taken here and only the
+        exceptions are kept. When no quoted field spans lines (the usual case) a line
+        is a record, and polars counts the fields of every line at once; otherwise
+        the csv module walks the records.
         """
+        header = self._read_header(text_path, delimiter)
+        self.info.columns = [h.strip() for h in header]
+        width = len(header)
+        with text_path.open("rb") as handle:
+            sample = handle.read(SAMPLE_BYTES)
+        # polars reads each line as one field: a separator byte the text never holds
+        marker = next(
+            (m for m in ("\x1f", "\x1e", "\x1d", "\x01") if m.encode() not in sample), None
+        )
+        if marker is None:
+            self._scan_with_csv_module(text_path, delimiter)
+            return
+        quote = '"'
+        line = pl.col("line")
+        odd = (
+            pl.scan_csv(
+                text_path,
+                has_header=False,
+                separator=marker,
+                quote_char=None,
+                schema={"line": pl.String},
+                truncate_ragged_lines=True,
+                empty_string_is_null=False,
+                encoding="utf8",
+            )
+            .with_row_index("index")
+            .select(
+                "index",
+                (line.str.count_matches(quote, literal=True) % 2 == 1).alias("open_quote"),
+                (
+                    line.str.replace_all(f"{quote}[^{quote}]*{quote}", "").str.count_matches(
+                        delimiter, literal=True
+                    )
+                    + 1
+                ).alias("fields"),
+                (line.str.strip_chars() == "").alias("blank"),
+            )
+            .filter(pl.col("open_quote") | (pl.col("fields") != width) | pl.col("blank"))
+            .filter(pl.col("index") > 0)
+        )
+        try:
+            anomalies = odd.collect(engine="streaming")
+        except pl.exceptions.ComputeError as exc:
+            raise InputError(
+                f"{self.path}: cannot read: {exc}; if it is not UTF-8, set "
+                "source.encoding in the mapping"
+            ) from None
+        if anomalies["open_quote"].any():
+            # a quoted field spans lines: lines are not records, walk the records instead
+            self._scan_with_csv_module(text_path, delimiter)
+            return
+        blanks: list[int] = []
+        rejects: list[ReadReject] = []
+        for index, fields, blank in anomalies.select("index", "fields", "blank").iter_rows():
+            record = int(index) - 1
+            if blank:
+                blanks.append(record)
+            else:
+                rejects.append(
+                    ReadReject(record + 2, f"row has {fields} fields, the header has {width}", ())
+                )
+        if rejects:
+            rejects = self._ragged_values(text_path, delimiter, rejects)
+        self._skip = {r.row - 2 for r in rejects} | set(blanks)
+        self.info.blank_rows = len(blanks)
+        self.info.rejects = rejects
+
+    def _read_header(self, text_path: Path, delimiter: str) -> list[str]:
+        with text_path.open(encoding="utf-8-sig", newline="") as handle:
+            try:
+                return next(csv.reader(handle, delimiter=delimiter))
+            except StopIteration:
+                raise InputError(f"{self.path}: the file is empty") from None
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise InputError(f"{self.path}: cannot read the header: {exc}") from None
+
+    def _scan_with_csv_module(self, text_path: Path, delimiter: str) -> None:
+        """The header, blank lines and ragged rows, by the csv module (any CSV)."""
         encoding = "utf-8-sig"
         with text_path.open(encoding=encoding, newline="") as handle:
             reader = csv.reader(handle, delimiter=delimiter)
@@ -247,20 +328,25 @@ class SourceReader:
             width = len(header)
             blanks: list[int] = []
             rejects: list[ReadReject] = []
+            offset = 0
             try:
-                for index, record in enumerate(reader):
-                    if len(record) == width:
-                        continue
-                    if not record or (len(record) == 1 and not record[0].strip()):
-                        blanks.append(index)
-                    else:
-                        rejects.append(
-                            ReadReject(
-                                index + 2,
-                                f"row has {len(record)} fields, the header has {width}",
-                                tuple(record),
+                # map(len, reader) runs in C: only the rare odd record costs Python time.
+                while block := list(islice(map(len, reader), 1 << 20)):
+                    counts = pl.Series(block, dtype=pl.Int32)
+                    odd = (counts != width).arg_true().to_list()
+                    for index in odd:
+                        count = block[index]
+                        if count == 0:
+                            blanks.append(offset + index)
+                        else:
+                            rejects.append(
+                                ReadReject(
+                                    offset + index + 2,
+                                    f"row has {count} fields, the header has {width}",
+                                    (),
+                                )
                             )
-                        )
+                    offset += len(block)
             except UnicodeDecodeError as exc:
                 raise InputError(
                     f"{self.path}: not valid UTF-8 ({exc.reason}); set "
@@ -268,11 +354,30 @@ class SourceReader:
                 ) from None
             except csv.Error as exc:
                 raise InputError(
-                    f"{self.path}: malformed CSV near record {reader.line_num}: {exc}"
+                    f"{self.path}: malformed CSV near line {reader.line_num}: {exc}"
                 ) from None
+        if rejects:
+            rejects = self._ragged_values(text_path, delimiter, rejects)
         self._skip = {r.row - 2 for r in rejects} | set(blanks)
         self.info.blank_rows = len(blanks)
         self.info.rejects = rejects
+
+    def _ragged_values(
+        self, text_path: Path, delimiter: str, rejects: list[ReadReject]
+    ) -> list[ReadReject]:
+        """Read back what the ragged records hold, for the rejects file."""
+        wanted = {r.row - 2: r for r in rejects}
+        out = []
+        with text_path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, delimiter=delimiter)
+            next(reader, None)
+            for index, record in enumerate(reader):
+                found = wanted.get(index)
+                if found is not None:
+                    out.append(ReadReject(found.row, found.reason, tuple(record)))
+                    if len(out) == len(wanted):
+                        break
+        return out
 
     def _csv_chunks(self) -> Iterator[pl.DataFrame]:
         names = [f"c{i}" for i in range(len(self.info.columns))]

@@ -109,9 +109,14 @@ class DuplicateIndex:
                     }
                 )
             )
+        every = pl.concat(parts)
+        parts.clear()
+        # One u64 hash table over every key finds the few candidates; only those are
+        # grouped on both hashes (much lighter than grouping every key).
+        candidates = every.filter(pl.col("h1").is_duplicated())
+        del every
         table = (
-            pl.concat(parts)
-            .group_by("h1", "h2")
+            candidates.group_by("h1", "h2")
             .agg(
                 pl.col(ROW).min().alias("first"),
                 pl.col(ROW).max().alias("last"),

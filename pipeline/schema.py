@@ -49,11 +49,11 @@ UNIQUE_SUBFIELD: Mapping[str, str] = MappingProxyType(
     {"EMAILS": "primaryEmail", "LINKS": "primaryLinkUrl", "PHONES": "primaryPhoneNumber"}
 )
 
-# Types Twenty refuses to write (twenty-api.md §6) or fills itself.
+# Types Twenty refuses to write (twenty-api.md §6), and fields it manages itself.
+# createdAt and position stay writable: a migration keeps when a record was created
+# and where it sat.
 NOT_WRITABLE_TYPES = frozenset({"TS_VECTOR", "RICH_TEXT"})
-SERVER_FILLED = frozenset(
-    {"createdAt", "updatedAt", "deletedAt", "createdBy", "updatedBy", "searchVector", "position"}
-)
+SERVER_FILLED = frozenset({"updatedAt", "deletedAt", "createdBy", "updatedBy", "searchVector"})
 RELATION_TYPES = frozenset({"RELATION", "MORPH_RELATION"})
 
 
