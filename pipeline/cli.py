@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from pipeline.errors import (
     EXIT_INTERRUPTED,
     EXIT_REJECTED,
     ConfigError,
+    Interrupted,
     MappingError,
     PipelineError,
 )
@@ -376,6 +378,174 @@ def _print_validation(report: Any, offline: bool) -> None:
         click.echo(f"rejected rows written to {report.rejects_path}")
     if offline:
         click.echo("(offline: checked against Twenty's standard objects; custom fields unknown)")
+
+
+@cli.command("import")
+@click.argument("mapping_file", metavar="MAPPING", type=click.Path(dir_okay=False))
+@click.argument("source", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "--restart", is_flag=True, help="Forget the checkpoint of this mapping and start over."
+)
+@click.option(
+    "--on-deleted",
+    type=click.Choice(["restore", "skip", "reject"]),
+    default="restore",
+    show_default=True,
+    help="A row whose key matches a soft-deleted record: restore it (as Twenty "
+    "does), leave it deleted, or reject the row.",
+)
+@click.option("--dry-run", is_flag=True, help="Only validate: read and normalize, zero writes.")
+@workspace_options
+def import_(
+    mapping_file: str,
+    source: str | None,
+    restart: bool,
+    on_deleted: str,
+    dry_run: bool,
+    **flags: Any,
+) -> None:
+    """Upsert SOURCE into the workspace with MAPPING: batched, paced, resumable.
+
+    Re-running the same command after an interruption resumes from the checkpoint
+    (STATE_DIR/<mapping>/checkpoint.sqlite) with no duplicate and no lost row. Writes
+    success.csv, rejects.csv and report.json beside it. Exit 0 all loaded, 3 some rows
+    rejected, 1 failed (re-run resumes), 2 usage or mapping error, 130 interrupted.
+
+    Example: twenty-pipeline import mappings/people.yaml --sandbox
+    """
+    if dry_run:
+        ctx = click.get_current_context()
+        ctx.invoke(
+            validate,
+            mapping_file=mapping_file,
+            source=source,
+            offline=False,
+            rejects_file=None,
+            as_json=False,
+            **flags,
+        )
+        return
+    from pipeline.mapping import load_mapping
+    from pipeline.runner import import_file
+
+    settings = settings_from(flags)
+    mapping = load_mapping(mapping_file)
+    bar = _progress_bar(settings, f"import {mapping.name}")
+
+    def on_start(report: Any, counts: dict[str, int]) -> None:
+        if report.resumed:
+            done = sum(counts.values())
+            click.echo(
+                f"resuming {mapping.name}: {done:,} rows already recorded "
+                f"({counts.get('rejected', 0):,} rejected); sending the rest",
+                err=True,
+            )
+
+    def progress(stats: Any, rows: int) -> None:
+        bar.update(rows)
+        bar.set_postfix(loaded=stats.loaded, rejected=stats.rejected, refresh=False)
+
+    async def run() -> Any:
+        async with open_workspace(settings) as client:
+            task = asyncio.current_task()
+            loop = asyncio.get_running_loop()
+            if task is not None:
+                # docker stop sends SIGTERM: stop like Ctrl-C, checkpoint intact
+                loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            try:
+                return await import_file(
+                    mapping,
+                    client,
+                    state_dir=settings.state_dir,
+                    source=source,
+                    batch_size=settings.batch_size,
+                    concurrency=settings.concurrency,
+                    on_deleted=on_deleted,  # type: ignore[arg-type]
+                    restart=restart,
+                    progress=progress,
+                    on_start=on_start,
+                )
+            finally:
+                loop.remove_signal_handler(signal.SIGTERM)
+
+    try:
+        report = run_async(run())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        bar.close()
+        raise Interrupted(
+            f"interrupted: the checkpoint in {settings.state_dir / mapping.name} is intact; "
+            "run the same command again to resume"
+        ) from None
+    finally:
+        bar.close()
+    _print_import(report)
+    if report.exit_code:
+        raise click.exceptions.Exit(report.exit_code)
+
+
+def _print_import(report: Any) -> None:
+    if report.already_done:
+        click.echo(
+            f"{report.mapping}: already imported (checkpoint complete); "
+            "use --restart to import again"
+        )
+    click.echo(f"{report.source} -> {report.object}")
+    rows = [
+        ("read", report.rows_read),
+        ("created", report.created),
+        ("updated", report.updated),
+        ("restored", report.restored),
+        ("unchanged", report.unchanged),
+        ("rejected", report.rejected),
+    ]
+    for label, value in rows:
+        if value or label in ("read", "rejected"):
+            click.echo(f"  {label:<10}{value:>10,}")
+    calls = report.calls
+    click.echo(
+        f"  calls: {calls.get('writes', 0):,} writes, {calls.get('reads', 0):,} reads, "
+        f"{calls.get('retries', 0):,} retries, {calls.get('rate_limited', 0):,} "
+        f"rate-limited, in {report.seconds:.1f}s"
+    )
+    click.echo(f"ledgers: {report.state_dir}/success.csv, rejects.csv, report.json")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--state-dir", help="State folder [TWENTY_STATE_DIR; .twenty-pipeline].")
+def status(name: str | None, state_dir: str | None) -> None:
+    """Show what a checkpoint holds: batches done and pending, rows by outcome.
+
+    NAME is a mapping's name (its file name without .yaml); without it, every
+    checkpoint in the state folder is listed.
+    """
+    from pipeline.checkpoint import Checkpoint
+
+    settings = build_settings({"state_dir": state_dir}, os.environ, need_workspace=False)
+    root = settings.state_dir
+    names = [name] if name else sorted(p.parent.name for p in root.glob("*/checkpoint.sqlite"))
+    if not names:
+        raise ConfigError(f"no checkpoint in {root}: nothing has been imported from here")
+    for item in names:
+        path = root / item / "checkpoint.sqlite"
+        if not path.exists():
+            raise ConfigError(f"no checkpoint {path}; `twenty-pipeline status` lists them")
+        checkpoint = Checkpoint(path)
+        try:
+            counts = checkpoint.counts()
+            batches = checkpoint.batch_counts()
+            state = "complete" if checkpoint.get("finished") == "true" else "incomplete"
+            click.echo(
+                f"{item}: {state} - {checkpoint.get('source')} -> {checkpoint.get('object')}"
+            )
+            click.echo(
+                f"  batches: {batches.get('done', 0):,} done, "
+                f"{batches.get('sent', 0):,} sent but unconfirmed (re-sent on resume)"
+            )
+            parts = ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items())) or "none yet"
+            click.echo(f"  rows: {parts}")
+        finally:
+            checkpoint.close()
 
 
 @cli.command("init-mapping")

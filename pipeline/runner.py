@@ -1,4 +1,5 @@
-"""Runs that tie the stages together: today ``validate`` (read + normalize, zero writes).
+"""Runs that tie the stages together: ``validate`` (read + normalize, zero writes) and
+``import`` (read + normalize + load, checkpointed and resumable).
 
 Duplicate keys are found by a first pass over the key columns only, so that every
 row knows whether a later one repeats its key: ``on_duplicate_key`` then keeps the
@@ -8,20 +9,27 @@ won) or rejects them all.
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import hashlib
+import json
+import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from pipeline.errors import InputError
+from pipeline.checkpoint import SCHEMA_VERSION, Checkpoint, RowOutcome
+from pipeline.client import TwentyClient
+from pipeline.errors import EXIT_REJECTED, InputError, PipelineError
+from pipeline.load import Batch, Loader, LoadStats, OnDeleted, batches_of
 from pipeline.mapping import Mapping
 from pipeline.normalize import KEY, Normalized, Plan, make_plan, normalize
 from pipeline.read import ROW, SourceReader, open_source
-from pipeline.schema import WorkspaceSchema
+from pipeline.schema import WorkspaceSchema, load_schema
 
 Progress = Callable[[int], None]
 
@@ -311,3 +319,288 @@ def _reason_kind(reason: str) -> str:
     if rest.startswith("is not a valid email address"):
         rest = "is not a valid email address"
     return f"{column}: {rest}" if rest else column
+
+
+# --------------------------------------------------------------------------- import
+
+
+@dataclass
+class ImportReport:
+    """The outcome of an import run (report.json)."""
+
+    mapping: str
+    object: str
+    source: str
+    rows_read: int = 0
+    created: int = 0
+    updated: int = 0
+    restored: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    blank_rows: int = 0
+    batches: int = 0
+    resumed: bool = False
+    already_done: bool = False
+    seconds: float = 0.0
+    calls: dict[str, int] = field(default_factory=dict)
+    exit_code: int = 0
+    state_dir: str = ""
+
+    @property
+    def loaded(self) -> int:
+        """Rows written to the workspace."""
+        return self.created + self.updated + self.restored
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON for report.json."""
+        return {
+            "mapping": self.mapping,
+            "object": self.object,
+            "source": self.source,
+            "rows": {
+                "read": self.rows_read,
+                "loaded": self.loaded,
+                "created": self.created,
+                "updated": self.updated,
+                "restored": self.restored,
+                "unchanged": self.unchanged,
+                "rejected": self.rejected,
+                "blank_lines_skipped": self.blank_rows,
+            },
+            "batches": self.batches,
+            "resumed": self.resumed,
+            "already_done": self.already_done,
+            "calls": self.calls,
+            "seconds": round(self.seconds, 3),
+            "exit_code": self.exit_code,
+        }
+
+
+def fingerprint(mapping: Mapping, source: Path, **settings: Any) -> str:
+    """What makes a checkpoint valid: mapping text, source content, batch-shaping settings."""
+    digest = hashlib.sha256()
+    digest.update(mapping.path.read_bytes())
+    with source.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def state_folder(state_dir: Path, mapping: Mapping) -> Path:
+    """Where a mapping's checkpoint, ledgers and report live."""
+    return state_dir / mapping.name
+
+
+def write_ledgers(checkpoint: Checkpoint, folder: Path, columns: list[str]) -> None:
+    """success.csv and rejects.csv, from the checkpoint (so they always agree with it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "success.csv.tmp"
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["_row", "key", "id", "outcome"])
+        for row, key, record_id, outcome, *_ in checkpoint.iter_rows(rejected=False):
+            writer.writerow([row, (key or "").replace("\x1f", " | "), record_id or "", outcome])
+    tmp.replace(folder / "success.csv")
+    tmp = folder / "rejects.csv.tmp"
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*columns, "_row", "_stage", "_reason"])
+        for row, _key, _id, _outcome, stage, reason, original in checkpoint.iter_rows(
+            rejected=True
+        ):
+            values = json.loads(original) if original else {}
+            writer.writerow([*(values.get(c) for c in columns), row, stage, reason])
+    tmp.replace(folder / "rejects.csv")
+
+
+async def import_file(
+    mapping: Mapping,
+    client: TwentyClient,
+    *,
+    state_dir: Path,
+    source: str | Path | None = None,
+    batch_size: int = 60,
+    concurrency: int = 4,
+    on_deleted: OnDeleted = "restore",
+    restart: bool = False,
+    chunk_size: int = 100_000,
+    progress: Callable[[LoadStats, int], None] | None = None,
+    on_start: Callable[[ImportReport, dict[str, int]], None] | None = None,
+) -> ImportReport:
+    """Import (or resume importing) ``source`` with ``mapping`` into the workspace."""
+    started = time.monotonic()
+    path = source_path(mapping, source)
+    folder = state_folder(state_dir, mapping)
+    checkpoint_path = folder / "checkpoint.sqlite"
+    if restart:
+        for name in (
+            "checkpoint.sqlite",
+            "checkpoint.sqlite-wal",
+            "checkpoint.sqlite-shm",
+            "success.csv",
+            "rejects.csv",
+            "report.json",
+        ):
+            (folder / name).unlink(missing_ok=True)
+    with open_source(path, mapping.source, chunk_size=chunk_size) as reader:
+        schema = await load_schema(client)
+        plan = make_plan(mapping, schema, reader.info.columns)
+        print_ = fingerprint(
+            mapping,
+            path,
+            batch_size=batch_size,
+            on_deleted=on_deleted,
+            object=plan.object.name_singular,
+        )
+        checkpoint = Checkpoint(checkpoint_path)
+        report = ImportReport(
+            mapping=str(mapping.path),
+            object=plan.object.name_singular,
+            source=str(path),
+            blank_rows=reader.info.blank_rows,
+            state_dir=str(folder),
+        )
+        try:
+            stored = checkpoint.get("fingerprint")
+            if stored is not None and stored != print_:
+                raise InputError(
+                    f"{checkpoint_path}: the mapping, the source file or the batch settings "
+                    "changed since this checkpoint was written; re-run with --restart to start "
+                    "over (records already loaded are updated, not duplicated)"
+                )
+            report.resumed = stored is not None
+            if stored is None:
+                checkpoint.set_meta(
+                    fingerprint=print_,
+                    version=SCHEMA_VERSION,
+                    mapping=str(mapping.path),
+                    source=str(path),
+                    object=plan.object.name_singular,
+                    started=time.time(),
+                )
+            known = checkpoint.known_rows()
+            done = checkpoint.done_batches()
+            if checkpoint.get("finished") == "true":
+                report.already_done = True
+            else:
+                if on_start is not None:
+                    on_start(report, checkpoint.counts())
+                await _run_import(
+                    mapping,
+                    plan,
+                    reader,
+                    client,
+                    checkpoint,
+                    known,
+                    done,
+                    batch_size=batch_size,
+                    concurrency=concurrency,
+                    on_deleted=on_deleted,
+                    progress=progress,
+                )
+                checkpoint.set_meta(finished="true")
+            counts = checkpoint.counts()
+            report.rows_read = _rows_read(reader)
+            report.created = counts.get("created", 0)
+            report.updated = counts.get("updated", 0)
+            report.restored = counts.get("restored", 0)
+            report.unchanged = counts.get("unchanged", 0)
+            report.rejected = counts.get("rejected", 0)
+            report.batches = checkpoint.batch_counts().get("done", 0)
+            accounted = report.loaded + report.rejected + report.unchanged
+            if accounted != report.rows_read:
+                raise LedgerMismatch(
+                    f"the ledgers do not add up: {report.rows_read} rows read, but "
+                    f"{report.loaded} loaded + {report.rejected} rejected + {report.unchanged} "
+                    f"unchanged = {accounted}; the checkpoint {checkpoint_path} is kept"
+                )
+            write_ledgers(checkpoint, folder, reader.info.columns)
+        finally:
+            checkpoint.close()
+    report.calls = client.stats.as_dict()
+    report.seconds = time.monotonic() - started
+    report.exit_code = EXIT_REJECTED if report.rejected else 0
+    (folder / "report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    return report
+
+
+def _rows_read(reader: SourceReader) -> int:
+    """Data rows of the source (blank lines excluded), counted by a light pass."""
+    total = len(reader.info.rejects)
+    for chunk in reader.chunks():
+        total += chunk.height
+    return total
+
+
+async def _run_import(
+    mapping: Mapping,
+    plan: Plan,
+    reader: SourceReader,
+    client: TwentyClient,
+    checkpoint: Checkpoint,
+    known: set[int],
+    done: set[int],
+    *,
+    batch_size: int,
+    concurrency: int,
+    on_deleted: OnDeleted,
+    progress: Callable[[LoadStats, int], None] | None,
+) -> None:
+    """Normalize every chunk, record its rejects, and send the batches not yet done."""
+    duplicates = DuplicateIndex.build(reader.chunks(), plan)
+    read_rejects = read_rejects_frame(reader)
+    _record_rejects(checkpoint, read_rejects, known, reader.info.columns)
+    loader = Loader(
+        plan, client, checkpoint, concurrency=concurrency, on_deleted=on_deleted, progress=progress
+    )
+    await loader.prepare()
+
+    async def batches() -> AsyncIterator[Batch]:
+        next_id = 0
+        for chunk in reader.chunks():
+            result = normalize(chunk, plan)
+            kept, lost = duplicates.split(result.records, mapping.on_duplicate_key)
+            originals = chunk.join(lost.select(ROW, "_reason"), on=ROW, how="inner")
+            duplicate_rejects = originals.with_columns(
+                pl.lit("normalize").alias("_stage"),
+                pl.lit("key").alias("_column"),
+                pl.lit(None, pl.String).alias("_value"),
+            )
+            rejects = pl.concat([result.rejects, duplicate_rejects], how="diagonal_relaxed")
+            _record_rejects(checkpoint, rejects, known, reader.info.columns)
+            for batch in batches_of(kept, chunk, batch_size, next_id):
+                if batch.id not in done:
+                    yield batch
+                elif progress is not None:
+                    progress(loader.stats, 0)
+            next_id += -(-kept.height // batch_size)
+            await asyncio.sleep(0)
+
+    await loader.run(batches())
+
+
+def _record_rejects(
+    checkpoint: Checkpoint, rejects: pl.DataFrame, known: set[int], columns: list[str]
+) -> None:
+    if rejects.height == 0:
+        return
+    fresh = rejects.filter(~pl.col(ROW).is_in(list(known)))
+    if fresh.height == 0:
+        return
+    outcomes = [
+        RowOutcome(
+            int(r[ROW]),
+            "rejected",
+            stage=r["_stage"],
+            reason=r["_reason"],
+            original={c: r.get(c) for c in columns},
+        )
+        for r in fresh.to_dicts()
+    ]
+    checkpoint.record_rows(outcomes)
+    known.update(o.row for o in outcomes)
+
+
+class LedgerMismatch(PipelineError):
+    """The conservation check failed: rows read != loaded + rejected + unchanged."""

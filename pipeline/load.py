@@ -1,0 +1,377 @@
+"""Load: normalized records -> batched upserts through the client, checkpointed per batch.
+
+Each batch is resolved (relation lookups), written ahead as ``sent`` in the checkpoint,
+upserted, and recorded as ``done`` together with the ids Twenty answered. A batch that
+Twenty refuses for its data is split in halves until the bad records are alone; they
+are rejected with Twenty's own message and the rest still loads. Up to
+``concurrency`` batches are in flight; the client paces their calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import polars as pl
+
+from pipeline.checkpoint import Checkpoint, Outcome, RowOutcome
+from pipeline.client import PAGE_SIZE, TwentyClient
+from pipeline.errors import BatchRejectedError, BatchTooLargeError
+from pipeline.mapping import FieldSpec
+from pipeline.normalize import KEY, KEY_SEPARATOR, LOOKUP_PREFIX, Plan, to_payloads
+from pipeline.read import ROW
+from pipeline.schema import Field, ObjectSchema
+
+OnDeleted = Literal["restore", "skip", "reject"]
+SELECTION = "id createdAt updatedAt"
+PREFETCH_LIMIT = 2_000  # targets this small are read whole instead of queried per batch
+
+
+@dataclass
+class Batch:
+    """Records sent together, with the source rows they came from."""
+
+    id: int
+    records: pl.DataFrame
+    originals: pl.DataFrame
+
+    @property
+    def rows(self) -> list[int]:
+        """The source row numbers of the batch."""
+        return [int(r) for r in self.records[ROW].to_list()]
+
+
+@dataclass
+class LoadStats:
+    """What the loader did, for progress and the report."""
+
+    created: int = 0
+    updated: int = 0
+    restored: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    batches: int = 0
+    split_calls: int = 0
+    lookup_calls: int = 0
+    created_targets: int = 0
+
+    @property
+    def loaded(self) -> int:
+        """Rows written to the workspace."""
+        return self.created + self.updated + self.restored
+
+
+@dataclass
+class _Item:
+    row: int
+    key: str | None
+    payload: dict[str, Any]
+    original: dict[str, Any]
+    identity: str | None = None
+
+
+def _get_path(record: dict[str, Any], path: str) -> Any:
+    value: Any = record
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _nested(path: str, value: Any) -> dict[str, Any]:
+    head, _, rest = path.partition(".")
+    return {head: _nested(rest, value) if rest else value}
+
+
+# --------------------------------------------------------------------------- lookups
+
+
+@dataclass
+class _Lookup:
+    spec: FieldSpec
+    relation_field: Field
+    target: ObjectSchema
+    path: str
+    column: str
+    join_column: str
+    cache: dict[str, str | None] = field(default_factory=dict)
+    complete: bool = False  # the whole target was read: a miss is a real miss
+
+
+class LookupResolver:
+    """Turns lookup values into record ids: cache, then the workspace (batched), else create."""
+
+    def __init__(
+        self, plan: Plan, client: TwentyClient, checkpoint: Checkpoint, stats: LoadStats
+    ) -> None:
+        self.client = client
+        self.checkpoint = checkpoint
+        self.stats = stats
+        self._lock = asyncio.Lock()
+        self.lookups: list[_Lookup] = []
+        for spec, f in plan.lookups:
+            assert f.relation is not None and spec.lookup is not None
+            target = plan.schema.object(f.relation.target_object)
+            assert target is not None
+            join = f.relation.join_column or f"{f.name}Id"
+            lookup = _Lookup(spec, f, target, spec.lookup, LOOKUP_PREFIX + join, join)
+            lookup.cache.update(checkpoint.lookup_cache(target.name_singular, spec.lookup))
+            self.lookups.append(lookup)
+
+    async def prepare(self) -> None:
+        """Read small targets whole: one paged read beats a query per batch."""
+        for lookup in self.lookups:
+            page = await self.client.find_many(lookup.target.names, limit=1)
+            self.stats.lookup_calls += 1
+            total = page.total_count or 0
+            if total > PREFETCH_LIMIT:
+                continue
+            found: dict[str, str | None] = {}
+            async for chunk in self.client.iter_pages(lookup.target.names, page_size=PAGE_SIZE):
+                self.stats.lookup_calls += 1
+                for record in chunk.records:
+                    value = _get_path(record, lookup.path)
+                    if value not in (None, ""):
+                        found[str(value)] = str(record["id"])
+            lookup.cache.update(found)
+            lookup.complete = True
+            self.checkpoint.save_lookups(lookup.target.name_singular, lookup.path, found)
+
+    async def _query(self, lookup: _Lookup, values: list[str]) -> None:
+        found: dict[str, str | None] = dict.fromkeys(values)
+        for start in range(0, len(values), PAGE_SIZE):
+            part = values[start : start + PAGE_SIZE]
+            quoted = ",".join('"' + v.replace('"', '\\"') + '"' for v in part)
+            async for page in self.client.iter_pages(
+                lookup.target.names, filter=f"{lookup.path}[in]:[{quoted}]"
+            ):
+                self.stats.lookup_calls += 1
+                for record in page.records:
+                    value = _get_path(record, lookup.path)
+                    if value is not None and str(value) in found:
+                        found[str(value)] = str(record["id"])
+        if lookup.spec.on_missing == "create":
+            missing = [v for v, i in found.items() if i is None]
+            if missing:
+                created = await self.client.upsert_many(
+                    lookup.target.names, [_nested(lookup.path, v) for v in missing], selection="id"
+                )
+                self.stats.created_targets += len(created)
+                found.update({v: str(r["id"]) for v, r in zip(missing, created, strict=True)})
+        lookup.cache.update(found)
+        self.checkpoint.save_lookups(lookup.target.name_singular, lookup.path, found)
+
+    async def resolve(self, items: list[_Item], records: pl.DataFrame) -> dict[int, str]:
+        """Set the join columns of ``items``; return the rows to reject, with why."""
+        rejected: dict[int, str] = {}
+        for lookup in self.lookups:
+            if lookup.column not in records.columns:
+                continue
+            values = records[lookup.column].to_list()
+            async with self._lock:
+                unknown = sorted({v for v in values if v is not None and v not in lookup.cache})
+                if (unknown and not lookup.complete) or (
+                    unknown and lookup.spec.on_missing == "create"
+                ):
+                    await self._query(lookup, unknown)
+            for item, value in zip(items, values, strict=True):
+                if value is None:
+                    continue
+                record_id = lookup.cache.get(value)
+                if record_id is not None:
+                    item.payload[lookup.join_column] = record_id
+                elif lookup.spec.on_missing == "reject":
+                    reason = (
+                        f"{lookup.spec.column or lookup.spec.target}: no "
+                        f"{lookup.target.name_singular} has {lookup.path} = {value} "
+                        "(on_missing: reject)"
+                    )
+                    rejected[item.row] = "; ".join(filter(None, [rejected.get(item.row), reason]))
+        return rejected
+
+
+# --------------------------------------------------------------------------- loader
+
+
+class Loader:
+    """Sends batches with ``concurrency`` in flight and records every outcome."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        client: TwentyClient,
+        checkpoint: Checkpoint,
+        *,
+        concurrency: int = 4,
+        on_deleted: OnDeleted = "restore",
+        progress: Callable[[LoadStats, int], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.client = client
+        self.checkpoint = checkpoint
+        self.concurrency = concurrency
+        self.on_deleted = on_deleted
+        self.progress = progress
+        self.stats = LoadStats()
+        self.lookups = LookupResolver(plan, client, checkpoint, self.stats)
+        self.deleted: set[str] = set()
+
+    async def prepare(self) -> None:
+        """Before the first write: prefetch small lookup targets and soft-deleted keys."""
+        await self.lookups.prepare()
+        await self._read_deleted()
+
+    async def _read_deleted(self) -> None:
+        """Keys of soft-deleted records: an upsert on them restores them (twenty-api.md §4)."""
+        names = self.plan.object.names
+        async for page in self.client.iter_pages(names, filter="deletedAt[is]:NOT_NULL"):
+            for record in page.records:
+                identity = self._identity_of_record(record)
+                if identity:
+                    self.deleted.add(identity)
+
+    def _identity_of_record(self, record: dict[str, Any]) -> str | None:
+        if self.plan.derive_id or self.plan.key == ("id",):
+            return str(record.get("id"))
+        parts = [_get_path(record, p) for p in self.plan.key]
+        if any(p in (None, "") for p in parts):
+            return None
+        return KEY_SEPARATOR.join(str(p) for p in parts)
+
+    def _identity(self, records: pl.DataFrame) -> list[str | None]:
+        if self.plan.derive_id or self.plan.key == ("id",):
+            return (
+                [str(v) if v else None for v in records["id"].to_list()]
+                if "id" in records.columns
+                else [None] * records.height
+            )
+        return records[KEY].to_list()
+
+    async def run(self, batches: AsyncIterator[Batch]) -> LoadStats:
+        """Send every batch (the done ones were filtered out by the caller).
+
+        The first failure cancels everything in flight and is raised; batches that
+        were sent but not confirmed stay ``sent`` and go again on resume.
+        """
+        queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=self.concurrency * 2)
+
+        async def produce() -> None:
+            async for batch in batches:
+                await queue.put(batch)
+            for _ in range(self.concurrency):
+                await queue.put(None)
+
+        async def work() -> None:
+            while (batch := await queue.get()) is not None:
+                await self.send_batch(batch)
+
+        tasks = [asyncio.create_task(produce())]
+        tasks += [asyncio.create_task(work()) for _ in range(self.concurrency)]
+        try:
+            pending: set[asyncio.Task[None]] = set(tasks)
+            while pending:
+                finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+                for task in finished:
+                    error = task.exception()
+                    if error is not None:
+                        raise error
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return self.stats
+
+    async def send_batch(self, batch: Batch) -> None:
+        """Resolve, write ahead, upsert (splitting around bad records), record."""
+        records = batch.records
+        payloads = to_payloads(records)
+        originals = {int(r[ROW]): r for r in batch.originals.to_dicts()}
+        identities = self._identity(records)
+        items = [
+            _Item(row, key, payload, originals.get(row, {}), identity)
+            for row, key, payload, identity in zip(
+                batch.rows, records[KEY].to_list(), payloads, identities, strict=True
+            )
+        ]
+        outcomes: list[RowOutcome] = []
+        rejected = await self.lookups.resolve(items, records)
+        sendable = []
+        for item in items:
+            if item.row in rejected:
+                outcomes.append(self._reject(item, rejected[item.row]))
+            elif item.identity in self.deleted and self.on_deleted != "restore":
+                if self.on_deleted == "skip":
+                    self.stats.skipped += 1
+                    outcomes.append(
+                        RowOutcome(
+                            item.row,
+                            "unchanged",
+                            item.key,
+                            stage="load",
+                            reason="matches a deleted record; skipped (--on-deleted skip)",
+                        )
+                    )
+                else:
+                    outcomes.append(
+                        self._reject(item, "matches a soft-deleted record (--on-deleted reject)")
+                    )
+            else:
+                sendable.append(item)
+        self.checkpoint.mark_sent(batch.id, batch.rows[0], batch.rows[-1], len(batch.rows))
+        if sendable:
+            outcomes.extend(await self._send(sendable))
+        self.checkpoint.mark_done(batch.id, outcomes)
+        self.stats.batches += 1
+        if self.progress is not None:
+            self.progress(self.stats, len(items))
+
+    def _reject(self, item: _Item, reason: str) -> RowOutcome:
+        self.stats.rejected += 1
+        return RowOutcome(
+            item.row, "rejected", item.key, stage="load", reason=reason, original=item.original
+        )
+
+    async def _send(self, items: list[_Item]) -> list[RowOutcome]:
+        try:
+            answers = await self.client.upsert_many(
+                self.plan.object.names, [i.payload for i in items], selection=SELECTION
+            )
+        except BatchTooLargeError:
+            raise
+        except BatchRejectedError as exc:
+            if len(items) == 1:
+                return [
+                    self._reject(
+                        items[0], f"Twenty refused the record: {exc.server_message or exc}"
+                    )
+                ]
+            self.stats.split_calls += 1
+            middle = len(items) // 2
+            return [*await self._send(items[:middle]), *await self._send(items[middle:])]
+        out = []
+        for item, answer in zip(items, answers, strict=True):
+            outcome: Outcome
+            if item.identity in self.deleted:
+                outcome = "restored"
+                self.stats.restored += 1
+            elif answer.get("createdAt") and answer.get("createdAt") == answer.get("updatedAt"):
+                outcome = "created"
+                self.stats.created += 1
+            else:
+                outcome = "updated"
+                self.stats.updated += 1
+            out.append(RowOutcome(item.row, outcome, item.key, record_id=str(answer.get("id"))))
+        return out
+
+
+def batches_of(
+    records: pl.DataFrame, originals: pl.DataFrame, size: int, first_id: int
+) -> Iterable[Batch]:
+    """Cut records into batches of ``size``, numbered from ``first_id``."""
+    for start in range(0, records.height, size):
+        part = records.slice(start, size)
+        rows = part[ROW]
+        yield Batch(
+            first_id + start // size, part, originals.filter(pl.col(ROW).is_in(rows.implode()))
+        )
