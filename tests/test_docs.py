@@ -60,8 +60,9 @@ def test_dockerfile_runs_as_non_root_with_the_cli_entrypoint() -> None:
     assert "WORKDIR /data" in text
 
 
-def test_quick_start_output_in_the_readme_is_real(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quick_start_output_in_the_readme_is_real(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from click.testing import CliRunner
 
     shutil.copytree(ROOT / "mappings", tmp_path / "mappings")

@@ -7,93 +7,19 @@ it by process id at the end.
 from __future__ import annotations
 
 import os
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 
-import httpx
 import pytest
 
 from pipeline import errors
 from pipeline.client import ObjectNames, TwentyClient
 from pipeline.config import Rate, Secret
 from pipeline.schema import load_schema
+from tests.conftest import Served
 
 PEOPLE = ObjectNames("person", "people")
-
-
-@dataclass
-class Served:
-    url: str
-    key: str
-    db: Path
-    process: subprocess.Popen[str]
-
-    def count(self, object_name: str) -> int:
-        with sqlite3.connect(self.db) as db:
-            row = db.execute("SELECT COUNT(*) FROM records WHERE object = ?", (object_name,))
-            return int(row.fetchone()[0])
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
-    started: list[subprocess.Popen[str]] = []
-
-    def start(*extra: str) -> Served:
-        db = tmp_path / f"served{len(started)}.sqlite"
-        log = (tmp_path / f"served{len(started)}.log").open("w")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pipeline",
-                "sandbox",
-                "serve",
-                "--port",
-                "0",
-                "--db",
-                str(db),
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        log.close()
-        started.append(process)
-        assert process.stdout is not None
-        banner = [process.stdout.readline() for _ in range(3)]
-        url = banner[1].strip().split("=", 1)[1]
-        key = banner[2].strip().split("=", 1)[1]
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise AssertionError(f"sandbox did not start: {banner}")
-            time.sleep(0.05)
-        return Served(url, key, db, process)
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 def client(served: Served, **kw: object) -> TwentyClient:
