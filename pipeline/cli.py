@@ -443,7 +443,12 @@ def import_(
 
     def progress(stats: Any, rows: int) -> None:
         bar.update(rows)
-        bar.set_postfix(loaded=stats.loaded, rejected=stats.rejected, refresh=False)
+        bar.set_postfix(
+            loaded=stats.loaded,
+            rejected=stats.rejected,
+            rate_limited=stats.rate_limited,
+            refresh=False,
+        )
 
     async def run() -> Any:
         async with open_workspace(settings) as client:

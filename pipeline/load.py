@@ -56,6 +56,7 @@ class LoadStats:
     split_calls: int = 0
     lookup_calls: int = 0
     created_targets: int = 0
+    rate_limited: int = 0
 
     @property
     def loaded(self) -> int:
@@ -323,6 +324,7 @@ class Loader:
             outcomes.extend(await self._send(sendable))
         self.checkpoint.mark_done(batch.id, outcomes)
         self.stats.batches += 1
+        self.stats.rate_limited = self.client.stats.rate_limited
         if self.progress is not None:
             self.progress(self.stats, len(items))
 

@@ -13,6 +13,7 @@ import asyncio
 import csv
 import hashlib
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -32,6 +33,7 @@ from pipeline.read import ROW, SourceReader, open_source
 from pipeline.schema import WorkspaceSchema, load_schema
 
 Progress = Callable[[int], None]
+log = logging.getLogger("pipeline.runner")
 
 
 @dataclass
@@ -434,15 +436,7 @@ async def import_file(
     folder = state_folder(state_dir, mapping)
     checkpoint_path = folder / "checkpoint.sqlite"
     if restart:
-        for name in (
-            "checkpoint.sqlite",
-            "checkpoint.sqlite-wal",
-            "checkpoint.sqlite-shm",
-            "success.csv",
-            "rejects.csv",
-            "report.json",
-        ):
-            (folder / name).unlink(missing_ok=True)
+        _forget(folder)
     with open_source(path, mapping.source, chunk_size=chunk_size) as reader:
         schema = await load_schema(client)
         plan = make_plan(mapping, schema, reader.info.columns)
@@ -463,11 +457,20 @@ async def import_file(
         )
         try:
             stored = checkpoint.get("fingerprint")
+            if stored is not None and stored != print_ and checkpoint.get("finished") == "true":
+                # The last import finished: nothing to resume, so a new file (the next
+                # night's export, say) simply starts a new import.
+                log.info("the last import of %s finished; starting a new one", mapping.name)
+                checkpoint.close()
+                _forget(folder)
+                checkpoint = Checkpoint(checkpoint_path)
+                stored = None
             if stored is not None and stored != print_:
                 raise InputError(
-                    f"{checkpoint_path}: the mapping, the source file or the batch settings "
-                    "changed since this checkpoint was written; re-run with --restart to start "
-                    "over (records already loaded are updated, not duplicated)"
+                    f"{checkpoint_path}: an unfinished import used another mapping, source file "
+                    "or batch settings; run it again with the same ones to finish it, or pass "
+                    "--restart to start over (records already loaded are updated, not "
+                    "duplicated)"
                 )
             report.resumed = stored is not None
             if stored is None:
@@ -523,6 +526,19 @@ async def import_file(
     report.exit_code = EXIT_REJECTED if report.rejected else 0
     (folder / "report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
     return report
+
+
+def _forget(folder: Path) -> None:
+    """Remove a mapping's checkpoint and ledgers."""
+    for name in (
+        "checkpoint.sqlite",
+        "checkpoint.sqlite-wal",
+        "checkpoint.sqlite-shm",
+        "success.csv",
+        "rejects.csv",
+        "report.json",
+    ):
+        (folder / name).unlink(missing_ok=True)
 
 
 def _rows_read(reader: SourceReader) -> int:

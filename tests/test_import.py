@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from pipeline import load as load_module
+from pipeline.checkpoint import Checkpoint
 from pipeline.client import TwentyClient
 from pipeline.config import Rate, Secret
 from pipeline.errors import FatalApiError, InputError
@@ -150,11 +151,27 @@ async def test_graphql_and_rest_leave_identical_workspaces(project: Path, tmp_pa
     assert len(states[0]["person"]) == 6
 
 
-async def test_changed_source_is_refused_unless_restart(project: Path, sandbox: Sandbox) -> None:
+async def test_a_new_file_after_a_finished_import_starts_a_new_one(
+    project: Path, sandbox: Sandbox
+) -> None:
     await run_import(project, sandbox, "companies")
     source = project / "sample_data" / "companies.csv"
     source.write_bytes(source.read_bytes() + b"New Co,newco.io,3,,USD,no,Oslo,Norway,\n")
-    with pytest.raises(InputError, match="re-run with --restart"):
+    report = await run_import(project, sandbox, "companies")
+    assert not report.resumed
+    assert report.rows_read == 12 and report.created == 1 and report.updated == 7
+
+
+async def test_changed_source_of_an_unfinished_import_is_refused(
+    project: Path, sandbox: Sandbox
+) -> None:
+    await run_import(project, sandbox, "companies")
+    checkpoint = Checkpoint(project / "state" / "companies" / "checkpoint.sqlite")
+    checkpoint.set_meta(finished="false")  # as if the run had been killed
+    checkpoint.close()
+    source = project / "sample_data" / "companies.csv"
+    source.write_bytes(source.read_bytes() + b"New Co,newco.io,3,,USD,no,Oslo,Norway,\n")
+    with pytest.raises(InputError, match="pass --restart to start over"):
         await run_import(project, sandbox, "companies")
     report = await run_import(project, sandbox, "companies", restart=True)
     assert report.rows_read == 12 and report.created == 1 and report.updated == 7
