@@ -28,7 +28,7 @@ from pipeline.client import TwentyClient
 from pipeline.errors import EXIT_REJECTED, InputError, PipelineError
 from pipeline.load import Batch, Loader, LoadStats, OnDeleted, batches_of
 from pipeline.mapping import Mapping
-from pipeline.normalize import KEY, Normalized, Plan, make_plan, normalize
+from pipeline.normalize import KEY, LOOKUP_PREFIX, Plan, make_plan, normalize
 from pipeline.read import ROW, SourceReader, open_source
 from pipeline.schema import WorkspaceSchema, load_schema
 
@@ -176,6 +176,21 @@ class DuplicateIndex:
         return kept, lost
 
 
+def prepare_chunk(
+    chunk: pl.DataFrame, plan: Plan, duplicates: DuplicateIndex, mode: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Normalize a chunk and apply ``on_duplicate_key``: (records, rejects in row order)."""
+    result = normalize(chunk, plan)
+    kept, lost = duplicates.split(result.records, mode)
+    duplicate_rejects = chunk.join(lost.select(ROW, "_reason"), on=ROW, how="inner").with_columns(
+        pl.lit("normalize").alias("_stage"),
+        pl.lit("key").alias("_column"),
+        pl.lit(None, pl.String).alias("_value"),
+    )
+    rejects = pl.concat([result.rejects, duplicate_rejects], how="diagonal_relaxed").sort(ROW)
+    return kept, rejects
+
+
 # --------------------------------------------------------------------------- rejects file
 
 
@@ -280,22 +295,12 @@ def validate(
             reject(read_rejects)
             for chunk in reader.chunks():
                 report.rows += chunk.height
-                result: Normalized = normalize(chunk, plan)
-                reject(result.rejects)
-                kept, lost = duplicates.split(result.records, mapping.on_duplicate_key)
-                if lost.height:
-                    originals = chunk.join(lost.select(ROW, "_reason"), on=ROW, how="inner")
-                    reject(
-                        originals.with_columns(
-                            pl.lit("normalize").alias("_stage"),
-                            pl.lit("key").alias("_column"),
-                            pl.lit(None, pl.String).alias("_value"),
-                        )
-                    )
+                kept, rejects = prepare_chunk(chunk, plan, duplicates, mapping.on_duplicate_key)
+                reject(rejects)
                 report.valid += kept.height
                 for column in kept.columns:
-                    if column.startswith("__lookup__"):
-                        lookup_values.setdefault(column[10:], set()).update(
+                    if column.startswith(LOOKUP_PREFIX):
+                        lookup_values.setdefault(column[len(LOOKUP_PREFIX) :], set()).update(
                             kept[column].drop_nulls().unique().to_list()
                         )
                 if progress is not None:
@@ -575,15 +580,7 @@ async def _run_import(
     async def batches() -> AsyncIterator[Batch]:
         next_id = 0
         for chunk in reader.chunks():
-            result = normalize(chunk, plan)
-            kept, lost = duplicates.split(result.records, mapping.on_duplicate_key)
-            originals = chunk.join(lost.select(ROW, "_reason"), on=ROW, how="inner")
-            duplicate_rejects = originals.with_columns(
-                pl.lit("normalize").alias("_stage"),
-                pl.lit("key").alias("_column"),
-                pl.lit(None, pl.String).alias("_value"),
-            )
-            rejects = pl.concat([result.rejects, duplicate_rejects], how="diagonal_relaxed")
+            kept, rejects = prepare_chunk(chunk, plan, duplicates, mapping.on_duplicate_key)
             _record_rejects(checkpoint, rejects, known, reader.info.columns)
             for batch in batches_of(kept, chunk, batch_size, next_id):
                 if batch.id not in done:

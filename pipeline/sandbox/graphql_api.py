@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from graphql import (
     GraphQLArgument,
@@ -142,13 +142,7 @@ _KIND_OUT: dict[str, GraphQLOutputType] = {
     "f": GraphQLFloat,
     "u": UUIDScalar,
 }
-_KIND_IN: dict[str, GraphQLInputType] = {
-    "s": GraphQLString,
-    "j": JSONScalar,
-    "b": BigFloatScalar,
-    "f": GraphQLFloat,
-    "u": UUIDScalar,
-}
+_KIND_IN: dict[str, GraphQLInputType] = {k: cast(GraphQLInputType, v) for k, v in _KIND_OUT.items()}
 _KIND_FILTER = {
     "s": StringFilter,
     "j": RawJsonFilter,
@@ -196,20 +190,10 @@ _SCALAR_OUT: dict[str, GraphQLOutputType] = {
     "POSITION": PositionScalar,
     "RICH_TEXT": GraphQLString,
 }
+# Inputs take the same scalars, except that an ARRAY may come as one string (§6).
 _SCALAR_IN: dict[str, GraphQLInputType] = {
-    "TEXT": GraphQLString,
-    "NUMBER": GraphQLFloat,
-    "NUMERIC": BigFloatScalar,
-    "BOOLEAN": GraphQLBoolean,
-    "DATE_TIME": DateTimeScalar,
-    "DATE": DateScalar,
-    "SELECT": GraphQLString,
-    "MULTI_SELECT": GraphQLList(GraphQLString),
-    "RATING": GraphQLString,
-    "UUID": UUIDScalar,
-    "RAW_JSON": JSONScalar,
+    **{k: cast(GraphQLInputType, v) for k, v in _SCALAR_OUT.items() if k != "RICH_TEXT"},
     "ARRAY": JSONScalar,
-    "POSITION": PositionScalar,
 }
 _SCALAR_FILTER: dict[str, GraphQLInputObjectType] = {
     "TEXT": StringFilter,
