@@ -97,13 +97,17 @@ class DuplicateIndex:
     """Keys that occur on more than one row: their first and last row and count."""
 
     table: pl.DataFrame
+    rows: int = 0
+    """Data rows seen by the pass (ragged rows, which the reader holds back, excluded)."""
 
     @classmethod
     def build(cls, chunks: Iterator[pl.DataFrame], plan: Plan) -> DuplicateIndex:
         """One pass over the key columns of every chunk."""
         key_plan = plan.key_only()
         parts = []
+        rows = 0
         for chunk in chunks:
+            rows += chunk.height
             keys = normalize(chunk, key_plan).records
             keys = keys.filter(pl.col(KEY).is_not_null())
             parts.append(pl.concat([_hashes(keys[KEY]), keys.select(ROW)], how="horizontal"))
@@ -117,7 +121,8 @@ class DuplicateIndex:
                         "last": pl.Int64,
                         "count": pl.UInt32,
                     }
-                )
+                ),
+                rows,
             )
         every = pl.concat(parts)
         parts.clear()
@@ -134,7 +139,7 @@ class DuplicateIndex:
             )
             .filter(pl.col("count") > 1)
         )
-        return cls(table)
+        return cls(table, rows)
 
     @property
     def repeated_keys(self) -> int:
@@ -509,7 +514,7 @@ async def import_file(
                 )
                 checkpoint.set_meta(finished="true")
             counts = checkpoint.counts()
-            report.rows_read = _rows_read(reader)
+            report.rows_read = int(checkpoint.get("rows_read") or 0)
             report.created = counts.get("created", 0)
             report.updated = counts.get("updated", 0)
             report.restored = counts.get("restored", 0)
@@ -546,14 +551,6 @@ def _forget(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
-def _rows_read(reader: SourceReader) -> int:
-    """Data rows of the source (blank lines excluded), counted by a light pass."""
-    total = len(reader.info.rejects)
-    for chunk in reader.chunks():
-        total += chunk.height
-    return total
-
-
 async def _run_import(
     mapping: Mapping,
     plan: Plan,
@@ -571,6 +568,7 @@ async def _run_import(
     """Normalize every chunk, record its rejects, and send the batches not yet done."""
     duplicates = DuplicateIndex.build(reader.chunks(), plan)
     read_rejects = read_rejects_frame(reader)
+    checkpoint.set_meta(rows_read=duplicates.rows + read_rejects.height)
     _record_rejects(checkpoint, read_rejects, known, reader.info.columns)
     loader = Loader(
         plan, client, checkpoint, concurrency=concurrency, on_deleted=on_deleted, progress=progress
