@@ -148,10 +148,6 @@ class Checkpoint:
             ],
         )
 
-    def known_rows(self) -> set[int]:
-        """Rows whose outcome is already recorded."""
-        return {r[0] for r in self.db.execute("SELECT row FROM rows")}
-
     def counts(self) -> dict[str, int]:
         """Rows by outcome."""
         return {

@@ -492,7 +492,6 @@ async def import_file(
                     object=plan.object.name_singular,
                     started=time.time(),
                 )
-            known = checkpoint.known_rows()
             done = checkpoint.done_batches()
             if checkpoint.get("finished") == "true":
                 report.already_done = True
@@ -505,7 +504,6 @@ async def import_file(
                     reader,
                     client,
                     checkpoint,
-                    known,
                     done,
                     batch_size=batch_size,
                     concurrency=concurrency,
@@ -557,7 +555,6 @@ async def _run_import(
     reader: SourceReader,
     client: TwentyClient,
     checkpoint: Checkpoint,
-    known: set[int],
     done: set[int],
     *,
     batch_size: int,
@@ -569,7 +566,7 @@ async def _run_import(
     duplicates = DuplicateIndex.build(reader.chunks(), plan)
     read_rejects = read_rejects_frame(reader)
     checkpoint.set_meta(rows_read=duplicates.rows + read_rejects.height)
-    _record_rejects(checkpoint, read_rejects, known, reader.info.columns)
+    _record_rejects(checkpoint, read_rejects, reader.info.columns)
     loader = Loader(
         plan, client, checkpoint, concurrency=concurrency, on_deleted=on_deleted, progress=progress
     )
@@ -579,7 +576,7 @@ async def _run_import(
         next_id = 0
         for chunk in reader.chunks():
             kept, rejects = prepare_chunk(chunk, plan, duplicates, mapping.on_duplicate_key)
-            _record_rejects(checkpoint, rejects, known, reader.info.columns)
+            _record_rejects(checkpoint, rejects, reader.info.columns)
             for batch in batches_of(kept, chunk, batch_size, next_id):
                 if batch.id not in done:
                     yield batch
@@ -591,13 +588,9 @@ async def _run_import(
     await loader.run(batches())
 
 
-def _record_rejects(
-    checkpoint: Checkpoint, rejects: pl.DataFrame, known: set[int], columns: list[str]
-) -> None:
+def _record_rejects(checkpoint: Checkpoint, rejects: pl.DataFrame, columns: list[str]) -> None:
+    """Record read / normalize rejects; recording one again on resume changes nothing."""
     if rejects.height == 0:
-        return
-    fresh = rejects.filter(~pl.col(ROW).is_in(list(known)))
-    if fresh.height == 0:
         return
     outcomes = [
         RowOutcome(
@@ -607,10 +600,9 @@ def _record_rejects(
             reason=r["_reason"],
             original={c: r.get(c) for c in columns},
         )
-        for r in fresh.to_dicts()
+        for r in rejects.to_dicts()
     ]
     checkpoint.record_rows(outcomes)
-    known.update(o.row for o in outcomes)
 
 
 class LedgerMismatch(PipelineError):
