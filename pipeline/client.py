@@ -665,10 +665,27 @@ class TwentyClient:
                 )
             except BatchRejectedError as exc:
                 text = (exc.server_message or "").lower()
-                if upsert and ("already exists" in text or "duplicate entry" in text):
+                ignored = "record already exists" in text or (
+                    len(chunk) == 1 and "duplicate entry" in text
+                )
+                if upsert and ignored:
+                    # The legacy REST batch handler ignores ?upsert=true (twenty-api.md
+                    # §2.4a): it answers "Record already exists" for a known id, and a
+                    # unique violation for a known key - which an honoured upsert of one
+                    # record cannot cause. Every existing record would fail the same way,
+                    # so stop instead of rejecting them one by one.
+                    raise FatalApiError(
+                        f"{exc.args[0]} - this Twenty server ignores ?upsert=true on REST "
+                        "batch calls (older releases); run again with --api graphql",
+                        status_code=exc.status_code,
+                        method=exc.method,
+                        path=exc.path,
+                        server_message=exc.server_message,
+                    ) from exc
+                if upsert and "duplicate entry" in text:
                     exc.args = (
-                        f"{exc.args[0]} — this server may ignore ?upsert=true on REST batch "
-                        "calls (older Twenty releases); use --api graphql",
+                        f"{exc.args[0]} (if records that already exist fail like this, the "
+                        "server may ignore ?upsert=true on REST: try --api graphql)",
                     )
                 raise
             result = single_list(

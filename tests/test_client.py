@@ -275,16 +275,31 @@ async def test_400_is_a_batch_error_with_twentys_message(make_client: Any) -> No
     assert len(seen) == 1
 
 
-async def test_rest_duplicate_on_upsert_suggests_graphql(make_client: Any) -> None:
+async def test_legacy_rest_batch_without_upsert_stops_the_run(make_client: Any) -> None:
     body = {
         "statusCode": 400,
         "error": "BadRequestException",
         "messages": ["Record already exists"],
     }
-    handler, _ = sequence(httpx.Response(400, json=body))
+    handler, seen = sequence(httpx.Response(400, json=body))
     async with make_client(handler, api="rest") as client:
-        with pytest.raises(errors.BatchRejectedError, match="use --api graphql"):
+        with pytest.raises(errors.FatalApiError, match="run again with --api graphql"):
             await client.upsert_many(PEOPLE, [{"id": "x"}])
+    assert len(seen) == 1
+
+
+async def test_rest_duplicate_entry_on_upsert_hints_at_graphql(make_client: Any) -> None:
+    body = {
+        "statusCode": 400,
+        "error": "BadRequestException",
+        "messages": ["A duplicate entry was detected"],
+    }
+    handler, _ = sequence(httpx.Response(400, json=body), httpx.Response(400, json=body))
+    async with make_client(handler, api="rest") as client:
+        with pytest.raises(errors.BatchRejectedError, match="try --api graphql"):
+            await client.upsert_many(PEOPLE, [{"city": "x"}, {"city": "y"}])
+        with pytest.raises(errors.FatalApiError, match="run again with --api graphql"):
+            await client.upsert_many(PEOPLE, [{"city": "x"}])
 
 
 async def test_maximum_number_of_records_halves_the_batch(make_client: Any) -> None:

@@ -339,3 +339,16 @@ def test_cli_import_status_and_exit_codes(project: Path) -> None:
     assert dry.exit_code == 3 and "rows read" in dry.output
     missing = invoke("status", "nope", *state)
     assert missing.exit_code == 2
+
+
+async def test_rest_on_a_legacy_server_stops_with_advice(project: Path, tmp_path: Path) -> None:
+    box = Sandbox(tmp_path / "legacy.sqlite", SandboxOptions(throttle=False, profile="legacy"))
+    try:
+        first = await run_import(project, box, "companies", api="rest")
+        assert first.created == 7  # new records: a plain create works
+        with pytest.raises(FatalApiError, match="run again with --api graphql"):
+            await run_import(project, box, "companies", api="rest", restart=True)
+        again = await run_import(project, box, "companies", api="graphql", restart=True)
+        assert (again.created, again.updated) == (0, 7)
+    finally:
+        box.close()
