@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
@@ -123,7 +123,7 @@ class Settings:
     """
 
     api_url: str | None = None
-    api_key: Secret | None = field(default=None, repr=True)
+    api_key: Secret | None = None
     api_key_source: str | None = None
     sandbox: Path | None = None
     api: ApiFlavour = "graphql"

@@ -17,11 +17,12 @@
     │   └── BatchRejectedError        Twenty refused this batch's data: isolate the bad
     │       │                         records, reject them, load the rest
     │       └── BatchTooLargeError    "Maximum number of records ..." -> smaller batches
-    ├── RejectedRow                   one row cannot be loaded: goes to rejects.csv
     └── Interrupted                   Ctrl-C / SIGTERM; checkpoint flushed      -> exit 130
 
 The CLI turns any of these into an exit code in one place (``cli.py``); stages raise
-them and never print.
+them and never print. A row that cannot be loaded is not an exception: it is data,
+a rejects frame row (``normalize``) or a rejected ``RowOutcome`` (``load``), with its
+row number, stage and reason, and ends in rejects.csv.
 """
 
 from __future__ import annotations
@@ -153,26 +154,6 @@ class BatchTooLargeError(BatchRejectedError):
     def __init__(self, message: str, *, limit: int | None = None, **kw: object) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.limit = limit
-
-
-class RejectedRow(PipelineError):
-    """One source row cannot be loaded; it goes to the rejects file with its reason.
-
-    Attributes:
-        row_number: the row number as the user sees it in the source file.
-        stage: where it was rejected.
-        reason: a sentence a person understands.
-        column: the source column at fault, when there is one.
-    """
-
-    def __init__(
-        self, row_number: int, stage: Stage, reason: str, *, column: str | None = None
-    ) -> None:
-        super().__init__(f"row {row_number}: {reason}")
-        self.row_number = row_number
-        self.stage = stage
-        self.reason = reason
-        self.column = column
 
 
 class Interrupted(PipelineError):

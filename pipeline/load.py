@@ -22,7 +22,7 @@ from pipeline.errors import BatchRejectedError, BatchTooLargeError
 from pipeline.mapping import FieldSpec
 from pipeline.normalize import KEY, KEY_SEPARATOR, LOOKUP_PREFIX, Plan, to_payloads
 from pipeline.read import ROW
-from pipeline.schema import Field, ObjectSchema
+from pipeline.schema import ObjectSchema
 
 OnDeleted = Literal["restore", "skip", "reject"]
 SELECTION = "id createdAt updatedAt"
@@ -91,7 +91,6 @@ def _nested(path: str, value: Any) -> dict[str, Any]:
 @dataclass
 class _Lookup:
     spec: FieldSpec
-    relation_field: Field
     target: ObjectSchema
     path: str
     column: str
@@ -116,7 +115,7 @@ class LookupResolver:
             target = plan.schema.object(f.relation.target_object)
             assert target is not None
             join = f.relation.join_column or f"{f.name}Id"
-            lookup = _Lookup(spec, f, target, spec.lookup, LOOKUP_PREFIX + join, join)
+            lookup = _Lookup(spec, target, spec.lookup, LOOKUP_PREFIX + join, join)
             lookup.cache.update(checkpoint.lookup_cache(target.name_singular, spec.lookup))
             self.lookups.append(lookup)
 

@@ -137,7 +137,6 @@ class Sandbox:
         self.graphql = WorkspaceGraphQL(self.engine)
         self._metadata_schema: tuple[object, GraphQLSchema] | None = None
         self._rng = random.Random(self.options.faults.seed)
-        self.applied_calls = 0
         routes = [
             Route("/healthz", self.health, methods=["GET"]),
             Route("/rest/metadata/{kind:str}", self.metadata_list, methods=["GET", "POST"]),
@@ -286,7 +285,6 @@ class Sandbox:
             response = await run(obj, actor)
         except SandboxError as exc:
             return _sandbox_error(exc)
-        self.applied_calls += 1
         return response
 
     async def _body(self, request: Request) -> Any:
@@ -588,10 +586,7 @@ class Sandbox:
             return self.graphql_throttled(refusal) if refusal is not None else None
 
         context = GraphQLContext(engine=self.engine, actor=actor, spend_token=spend)
-        out = self._run_graphql(self.graphql.schema, body, context)
-        if out.get("data"):
-            self.applied_calls += 1
-        return JSONResponse(out)
+        return JSONResponse(self._run_graphql(self.graphql.schema, body, context))
 
     async def metadata_graphql(self, request: Request) -> Response:
         """``POST /metadata``: objects/fields queries, createOneObject/createOneField (§8.2)."""
