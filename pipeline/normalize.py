@@ -96,13 +96,15 @@ class Plan:
     derive_id: bool
     nulls: tuple[str, ...]
     columns: tuple[str, ...] = field(default=())
+    keys_only: bool = False
+    """Set on the duplicate pre-pass: keys are computed, values are not judged."""
 
     def key_only(self) -> Plan:
         """The same plan reduced to the fields the key is made of (duplicate pre-pass)."""
         heads = {p.split(".")[0] for p in self.key}
         specs = tuple(s for s in self.mapping.fields if s.target.split(".")[0] in heads)
         mapping = replace(self.mapping, fields=specs)
-        return replace(self, mapping=mapping, derive_id=False)
+        return replace(self, mapping=mapping, derive_id=False, keys_only=True)
 
     @property
     def lookups(self) -> list[tuple[FieldSpec, Field]]:
@@ -175,9 +177,9 @@ def _no_error(n: int) -> pl.Series:
 # --------------------------------------------------------------------------- raw text
 
 
-def raw_text(frame: pl.DataFrame, spec: FieldSpec, nulls: tuple[str, ...]) -> pl.Series:
-    """The spec's text for every row: column / constant / template, null tokens, transforms."""
-    n = frame.height
+def raw_expr(spec: FieldSpec, nulls: tuple[str, ...]) -> pl.Expr:
+    """The spec's text as an expression: column / constant / template, null tokens,
+    transforms, default. Empty after stripping means null."""
     if spec.column is not None:
         expr = pl.col(spec.column)
     elif spec.template is not None:
@@ -198,29 +200,50 @@ def raw_text(frame: pl.DataFrame, spec: FieldSpec, nulls: tuple[str, ...]) -> pl
         )
         expr = pl.lit(text, dtype=pl.String)
     expr = expr.cast(pl.String).str.strip_chars()
-    expr = pl.when(expr.is_in(list(nulls))).then(None).otherwise(expr)
-    for t in spec.transforms:
-        if t.name == "strip":
-            expr = expr.str.strip_chars()
-        elif t.name == "lower":
-            expr = expr.str.to_lowercase()
-        elif t.name == "upper":
-            expr = expr.str.to_uppercase()
-        elif t.name == "title":
-            expr = expr.str.to_titlecase()
-        elif t.name == "replace":
-            expr = expr.str.replace_all(t.pattern or "", t.replacement, literal=True)
-        elif t.name == "regex":
-            expr = expr.str.replace_all(t.pattern or "", t.replacement.replace("\\", "$"))
-    expr = pl.when(expr.str.strip_chars() == "").then(None).otherwise(expr)
+    tokens = list(dict.fromkeys(("", *nulls)))
+    expr = pl.when(expr.is_in(tokens)).then(None).otherwise(expr)
+    if spec.transforms:
+        for t in spec.transforms:
+            if t.name == "strip":
+                expr = expr.str.strip_chars()
+            elif t.name == "lower":
+                expr = expr.str.to_lowercase()
+            elif t.name == "upper":
+                expr = expr.str.to_uppercase()
+            elif t.name == "title":
+                expr = expr.str.to_titlecase()
+            elif t.name == "replace":
+                expr = expr.str.replace_all(t.pattern or "", t.replacement, literal=True)
+            elif t.name == "regex":
+                expr = expr.str.replace_all(t.pattern or "", t.replacement.replace("\\", "$"))
+        # a transform may leave nothing but blanks
+        expr = pl.when(expr.str.strip_chars() == "").then(None).otherwise(expr)
     if spec.default is not None:
         expr = expr.fill_null(pl.lit(str(spec.default)))
-    out = (
-        frame.select(expr.alias("raw")).to_series() if n else pl.Series("raw", [], dtype=pl.String)
-    )
-    if out.len() != n:  # a constant on an empty frame
-        out = pl.Series("raw", [out[0]] * n if out.len() else [None] * n, dtype=pl.String)
-    return out
+    return expr
+
+
+def raw_texts(
+    frame: pl.DataFrame, specs: Iterable[FieldSpec], nulls: tuple[str, ...]
+) -> list[pl.Series]:
+    """Every spec's text, in one select (polars runs the columns side by side)."""
+    specs = list(specs)
+    n = frame.height
+    if not specs:
+        return []
+    out = frame.select([raw_expr(s, nulls).alias(f"r{i}") for i, s in enumerate(specs)])
+    series = []
+    for i in range(len(specs)):
+        column = out[f"r{i}"].alias("raw")
+        if column.len() != n:  # a lone constant
+            column = pl.Series("raw", [column[0] if column.len() else None] * n, dtype=pl.String)
+        series.append(column)
+    return series
+
+
+def raw_text(frame: pl.DataFrame, spec: FieldSpec, nulls: tuple[str, ...]) -> pl.Series:
+    """One spec's text for every row (see :func:`raw_expr`)."""
+    return raw_texts(frame, [spec], nulls)[0]
 
 
 # --------------------------------------------------------------------------- scalar types
@@ -720,7 +743,10 @@ def evaluate(raw: pl.Series, spec: FieldSpec, f: Field, sub: str | None, plan: P
     per distinct value and mapped back.
     """
     n = raw.len()
-    if n >= 1000 and raw.head(1000).n_unique() * 2 < 1000:
+    # A sample spread over the chunk (not its head: exports are often sorted) says
+    # whether hashing the whole column can pay.
+    sample = raw.gather_every(max(n // 500, 1)) if n >= 1000 else None
+    if sample is not None and sample.n_unique() * 2 < sample.len():
         distinct = raw.unique(maintain_order=True)
         if distinct.len() * 4 < n:
             out = _evaluate(distinct, spec, f, sub, plan)
@@ -755,7 +781,11 @@ def _typed(raw: pl.Series, spec: FieldSpec, f: Field, sub: str | None, plan: Pla
     if t == "EMAILS":
         if sub == "additionalEmails":
             return _list_of(raw, spec.split or ",", normalize_email)
-        email = normalize_email(raw)
+        # The pre-pass only needs the key: a lower-cased address is the key of every
+        # valid one, and an invalid one is rejected by the main pass anyway.
+        email = (
+            _Out(raw.str.to_lowercase(), _no_error(n)) if plan.keys_only else normalize_email(raw)
+        )
         if sub is None:  # the whole field from one column: its primary address
             return _Out(_struct({"primaryEmail": email.value}, n), email.error)
         return email
@@ -862,16 +892,18 @@ def normalize(chunk: pl.DataFrame, plan: Plan) -> Normalized:
     subs: dict[str, dict[str, pl.Series]] = {}
     lookups: dict[str, pl.Series] = {}
 
-    def run(spec: FieldSpec) -> tuple[pl.Series, _Out]:
+    raws = raw_texts(chunk, plan.mapping.fields, plan.nulls)
+
+    def run(item: tuple[FieldSpec, pl.Series]) -> tuple[pl.Series, _Out]:
+        spec, raw = item
         resolved = obj.resolve_path(spec.target)
         assert resolved is not None  # checked by make_plan
-        raw = raw_text(chunk, spec, plan.nulls)
         return raw, evaluate(raw, spec, resolved[0], resolved[1], plan)
 
     # Specs are independent and polars releases the GIL while it computes, so two
     # threads keep both cores busy.
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        results = list(pool.map(run, plan.mapping.fields))
+        results = list(pool.map(run, zip(plan.mapping.fields, raws, strict=True)))
     for spec, (raw, out) in zip(plan.mapping.fields, results, strict=True):
         f, sub = obj.resolve_path(spec.target) or (None, None)
         assert f is not None
