@@ -949,6 +949,8 @@ def normalize(chunk: pl.DataFrame, plan: Plan) -> Normalized:
     if key_exprs:
         key = records.select(pl.concat_str(key_exprs, separator=KEY_SEPARATOR).alias(KEY))
         records = records.with_columns(key[KEY])
+        if plan.keys_only:  # the duplicate pre-pass wants nothing else
+            return Normalized(records.select(ROW, KEY), chunk.head(0))
         earlier = pl.any_horizontal([e.is_not_null() for _, _, e in errors]) if errors else None
         missing_key = records[KEY].is_null()
         if earlier is not None:
