@@ -136,3 +136,18 @@ def test_serve_rejects_bad_options() -> None:
     assert result.exit_code == 2
     assert "--rate: rate 'x' is not CALLS/SECONDS" in result.output
     assert "--error-rate: 2.0 must be between 0 and 1" in result.output
+
+
+def test_json_logs_and_secret_redaction(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from pipeline.cli import setup_logging
+    from pipeline.config import Secret, Settings
+
+    setup_logging(Settings(api_key=Secret("sk-live-zzz"), log_format="json"))
+    logging.getLogger("pipeline.client").warning("retrying with key %s", "sk-live-zzz")
+    line = capsys.readouterr().err.strip()
+    record = json.loads(line)
+    assert record["level"] == "warning" and record["logger"] == "pipeline.client"
+    assert record["message"] == "retrying with key ***"
+    assert "sk-live-zzz" not in line
