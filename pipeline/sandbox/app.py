@@ -616,7 +616,7 @@ def _format(error: GraphQLError, default_code: str) -> dict[str, Any]:
 
 
 class _AuthError(SandboxError):
-    pass
+    """An auth failure; status and codes are set per case by :func:`_auth_error`."""
 
 
 def _auth_error(status: int, rest_error_name: str, graphql_code: str, message: str) -> SandboxError:

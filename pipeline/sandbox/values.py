@@ -55,27 +55,23 @@ EMAIL_RE = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
 UUID_RE = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
-TEXT_SUBFIELDS = {
-    "firstName",
-    "lastName",
-    "primaryEmail",
-    "primaryLinkUrl",
-    "primaryLinkLabel",
-    "primaryPhoneNumber",
-    "primaryPhoneCountryCode",
-    "primaryPhoneCallingCode",
-    "currencyCode",
-    "addressStreet1",
-    "addressStreet2",
-    "addressCity",
-    "addressPostcode",
-    "addressState",
-    "addressCountry",
-    "name",
-    "source",
-    "markdown",
-    "blocknote",
-}
+# Composite sub-fields that hold text (stored as "" when unset); the others are lists,
+# numbers, ids or JSON (stored as null).
+NON_TEXT_SUBFIELDS = frozenset(
+    {
+        "additionalEmails",
+        "additionalPhones",
+        "secondaryLinks",
+        "amountMicros",
+        "addressLat",
+        "addressLng",
+        "workspaceMemberId",
+        "context",
+    }
+)
+TEXT_SUBFIELDS = (
+    frozenset(sub for subs in COMPOSITE_SUBFIELDS.values() for sub in subs) - NON_TEXT_SUBFIELDS
+)
 
 
 def is_uuid(value: Any) -> bool:
