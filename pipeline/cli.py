@@ -441,6 +441,10 @@ def import_(
                 err=True,
             )
 
+    def on_total(total: int) -> None:
+        bar.total = total
+        bar.refresh()
+
     def progress(stats: Any, rows: int) -> None:
         bar.update(rows)
         bar.set_postfix(
@@ -469,6 +473,7 @@ def import_(
                     restart=restart,
                     progress=progress,
                     on_start=on_start,
+                    on_total=on_total,
                 )
             finally:
                 loop.remove_signal_handler(signal.SIGTERM)

@@ -439,6 +439,7 @@ async def import_file(
     chunk_size: int = 100_000,
     progress: Callable[[LoadStats, int], None] | None = None,
     on_start: Callable[[ImportReport, dict[str, int]], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import (or resume importing) ``source`` with ``mapping`` into the workspace."""
     started = time.monotonic()
@@ -509,6 +510,7 @@ async def import_file(
                     concurrency=concurrency,
                     on_deleted=on_deleted,
                     progress=progress,
+                    on_total=on_total,
                 )
                 checkpoint.set_meta(finished="true")
             counts = checkpoint.counts()
@@ -561,15 +563,29 @@ async def _run_import(
     concurrency: int,
     on_deleted: OnDeleted,
     progress: Callable[[LoadStats, int], None] | None,
+    on_total: Callable[[int], None] | None = None,
 ) -> None:
-    """Normalize every chunk, record its rejects, and send the batches not yet done."""
-    duplicates = DuplicateIndex.build(reader.chunks(), plan)
-    read_rejects = read_rejects_frame(reader)
-    checkpoint.set_meta(rows_read=duplicates.rows + read_rejects.height)
-    _record_rejects(checkpoint, read_rejects, reader.info.columns)
+    """Normalize every chunk, record its rejects, and send the batches not yet done.
+
+    ``progress`` is told about every row once (rejected, sent, or already done on a
+    previous run), so its counts add up to the total given to ``on_total``.
+    """
     loader = Loader(
         plan, client, checkpoint, concurrency=concurrency, on_deleted=on_deleted, progress=progress
     )
+
+    def advance(rows: int) -> None:
+        if progress is not None and rows:
+            progress(loader.stats, rows)
+
+    duplicates = DuplicateIndex.build(reader.chunks(), plan)
+    read_rejects = read_rejects_frame(reader)
+    total = duplicates.rows + read_rejects.height
+    checkpoint.set_meta(rows_read=total)
+    if on_total is not None:
+        on_total(total)
+    _record_rejects(checkpoint, read_rejects, reader.info.columns)
+    advance(read_rejects.height)
     await loader.prepare()
 
     async def batches() -> AsyncIterator[Batch]:
@@ -577,11 +593,12 @@ async def _run_import(
         for chunk in reader.chunks():
             kept, rejects = prepare_chunk(chunk, plan, duplicates, mapping.on_duplicate_key)
             _record_rejects(checkpoint, rejects, reader.info.columns)
+            advance(rejects.height)
             for batch in batches_of(kept, chunk, batch_size, next_id):
                 if batch.id not in done:
                     yield batch
-                elif progress is not None:
-                    progress(loader.stats, 0)
+                else:
+                    advance(len(batch.rows))
             next_id += -(-kept.height // batch_size)
             await asyncio.sleep(0)
 

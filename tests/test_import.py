@@ -222,8 +222,19 @@ async def test_crash_then_resume_loses_and_duplicates_nothing(
             )
     partial = sandbox.engine.count_records(sandbox.engine.object("person"))
     assert 0 < partial < 95
-    report = await run_import(project, sandbox, "people", source=source, batch_size=10)
+    seen: list[int] = []
+    totals: list[int] = []
+    report = await run_import(
+        project,
+        sandbox,
+        "people",
+        source=source,
+        batch_size=10,
+        progress=lambda _stats, rows: seen.append(rows),
+        on_total=totals.append,
+    )
     assert report.resumed
+    assert totals == [95] and sum(seen) == 95  # done batches count too: the bar ends full
     assert report.rows_read == 95 and report.loaded == 95 and report.rejected == 0
     assert sandbox.engine.count_records(sandbox.engine.object("person")) == 95
     success = ledger(project, "people", "success")
