@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,6 +94,40 @@ def assert_clean_state(served: Served, state: Path) -> None:
     check_ledgers(state, ROWS)
 
 
+def wait_for_done_batches(checkpoint: Path, count: int, timeout: float = 60) -> None:
+    """Block until the checkpoint records ``count`` confirmed batches (the run is loading)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if checkpoint.exists():
+            try:
+                with sqlite3.connect(checkpoint) as db:
+                    row = db.execute("SELECT COUNT(*) FROM batches WHERE status = 'done'")
+                    if row.fetchone()[0] >= count:
+                        return
+            except sqlite3.OperationalError:
+                pass  # the run has not created its tables yet
+        time.sleep(0.05)
+    raise AssertionError(f"no {count} confirmed batches in {checkpoint} after {timeout}s")
+
+
+def import_to_the_end(
+    served: Served, job: tuple[Path, Path], state: Path, rate: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """One uninterrupted import; it must succeed and leave the clean state."""
+    mapping, source = job
+    done = subprocess.run(
+        command(mapping, source, state, "--rate", rate),
+        env=environment(served),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert_clean_state(served, state)
+    return done, json.loads((state / "notes" / "report.json").read_text())
+
+
 def test_kill_9_at_several_moments_then_resume(
     serve: Callable[..., Served], job: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -145,19 +180,8 @@ def test_injected_faults_end_in_the_exact_state(
         "--seed",
         "5",
     )
-    mapping, source = job
     state = tmp_path / "state"
-    done = subprocess.run(
-        command(mapping, source, state, "--rate", "2000/1"),
-        env=environment(served),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert_clean_state(served, state)
-    report = json.loads((state / "notes" / "report.json").read_text())
+    _, report = import_to_the_end(served, job, state, "2000/1")
     assert report["calls"]["retries"] > 0
 
 
@@ -167,19 +191,8 @@ def test_429_storm_in_both_shapes(
 ) -> None:
     # the workspace allows 20 calls a second; the client is told it may make 200
     served = serve("--profile", profile, "--rate", "20/1")
-    mapping, source = job
     state = tmp_path / "state"
-    done = subprocess.run(
-        command(mapping, source, state, "--rate", "200/1"),
-        env=environment(served),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert_clean_state(served, state)
-    report = json.loads((state / "notes" / "report.json").read_text())
+    done, report = import_to_the_end(served, job, state, "200/1")
     assert report["calls"]["rate_limited"] > 0
     assert "rate limited" in done.stderr  # the retries are logged
 
@@ -198,7 +211,7 @@ def test_sigterm_flushes_and_exits_130(
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.0)
+    wait_for_done_batches(state / "notes" / "checkpoint.sqlite", 2)
     os.kill(process.pid, signal.SIGTERM)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
