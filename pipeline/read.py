@@ -379,8 +379,10 @@ class SourceReader:
                         break
         return out
 
-    def _csv_chunks(self) -> Iterator[pl.DataFrame]:
+    def _csv_chunks(self, wanted: list[str] | None) -> Iterator[pl.DataFrame]:
         names = [f"c{i}" for i in range(len(self.info.columns))]
+        renames = dict(zip(names, self.info.columns, strict=True))
+        keep = [n for n in names if wanted is None or renames[n] in wanted]
         lazy = pl.scan_csv(
             self._csv_path,
             has_header=False,
@@ -394,14 +396,14 @@ class SourceReader:
             encoding="utf8",
         )
         skip = pl.Series("skip", sorted(self._skip), dtype=pl.UInt32)
-        renames = dict(zip(names, self.info.columns, strict=True))
+        lazy = lazy.select("_index", *keep)  # polars then parses only these columns
         for batch in lazy.collect_batches(chunk_size=self.chunk_size):
             frame = batch.filter(~pl.col("_index").is_in(skip.implode()))
             if frame.height == 0:
                 continue
             yield frame.select(
                 (pl.col("_index").cast(pl.Int64) + 2).alias(ROW),
-                *[pl.col(n).alias(renames[n]) for n in names],
+                *[pl.col(n).alias(renames[n]) for n in keep],
             )
 
     # ------------------------------------------------------------------ other formats
@@ -448,18 +450,30 @@ class SourceReader:
 
     # ------------------------------------------------------------------ public
 
-    def chunks(self) -> Iterator[pl.DataFrame]:
-        """Frames of at most ``chunk_size`` rows: ``_row`` then every column, as text."""
+    def chunks(self, columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
+        """Frames of at most ``chunk_size`` rows: ``_row`` then the columns, as text.
+
+        ``columns`` limits the frames to those columns (a CSV is then parsed for them
+        only); by default every column comes.
+        """
         try:
             if self.format in ("csv", "tsv"):
-                yield from self._csv_chunks()
-            elif self.format in ("parquet", "ndjson"):
-                yield from self._lazy_chunks()
+                yield from self._csv_chunks(columns)
+                return
+            if self.format in ("parquet", "ndjson"):
+                frames: Iterator[pl.DataFrame] = self._lazy_chunks()
             else:
-                for start in range(0, max(self._frame.height, 1), self.chunk_size):
-                    chunk = self._frame.slice(start, self.chunk_size)
-                    if chunk.height:
-                        yield chunk
+                frames = (
+                    self._frame.slice(start, self.chunk_size)
+                    for start in range(0, max(self._frame.height, 1), self.chunk_size)
+                )
+            for chunk in frames:
+                if chunk.height:
+                    yield (
+                        chunk
+                        if columns is None
+                        else chunk.select(ROW, *[c for c in chunk.columns if c in columns])
+                    )
         except pl.exceptions.ComputeError as exc:
             raise InputError(f"{self.path}: cannot read: {exc}") from None
 

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,12 +101,12 @@ class DuplicateIndex:
     """Data rows seen by the pass (ragged rows, which the reader holds back, excluded)."""
 
     @classmethod
-    def build(cls, chunks: Iterator[pl.DataFrame], plan: Plan) -> DuplicateIndex:
-        """One pass over the key columns of every chunk."""
+    def build(cls, reader: SourceReader, plan: Plan) -> DuplicateIndex:
+        """One pass over the source, reading and normalizing the key columns only."""
         key_plan = plan.key_only()
         parts = []
         rows = 0
-        for chunk in chunks:
+        for chunk in reader.chunks(key_plan.mapping.source_columns):
             rows += chunk.height
             keys = normalize(chunk, key_plan).records
             keys = keys.filter(pl.col(KEY).is_not_null())
@@ -274,7 +274,7 @@ def validate(
             key_is_unique=plan.key_unique,
             blank_rows=reader.info.blank_rows,
         )
-        duplicates = DuplicateIndex.build(reader.chunks(), plan)
+        duplicates = DuplicateIndex.build(reader, plan)
         writer = RejectsWriter(rejects_path, reader.info.columns) if rejects_path else None
         lookup_values: dict[str, set[str]] = {}
 
@@ -578,7 +578,7 @@ async def _run_import(
         if progress is not None and rows:
             progress(loader.stats, rows)
 
-    duplicates = DuplicateIndex.build(reader.chunks(), plan)
+    duplicates = DuplicateIndex.build(reader, plan)
     read_rejects = read_rejects_frame(reader)
     total = duplicates.rows + read_rejects.height
     checkpoint.set_meta(rows_read=total)
