@@ -165,3 +165,15 @@ def test_parquet_ndjson_and_json(tmp_path: Path) -> None:
         assert out["name"].to_list() == ["Ada", "Bob"], name
         assert out["n"].to_list() == ["1", "2"], name
         assert json.loads(out["tags"][0]) == ["a", "b"], name
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_chunks_of_some_columns_only(tmp_path: Path, fmt: str) -> None:
+    frame = pl.DataFrame({"name": ["Ada", "Bob"], "city": ["Paris", "Oslo"], "n": ["1", "2"]})
+    path = tmp_path / f"f.{fmt}"
+    frame.write_csv(path) if fmt == "csv" else frame.write_parquet(path)
+    with open_source(path) as reader:
+        part = pl.concat(list(reader.chunks(["city"])))
+        whole = pl.concat(list(reader.chunks()))
+    assert part.columns == ["_row", "city"]
+    assert part.to_dicts() == whole.select("_row", "city").to_dicts()
