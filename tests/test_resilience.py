@@ -110,19 +110,26 @@ def wait_for_done_batches(checkpoint: Path, count: int, timeout: float = 60) -> 
     raise AssertionError(f"no {count} confirmed batches in {checkpoint} after {timeout}s")
 
 
-def import_to_the_end(
-    served: Served, job: tuple[Path, Path], state: Path, rate: str
-) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    """One uninterrupted import; it must succeed and leave the clean state."""
-    mapping, source = job
-    done = subprocess.run(
+def run_cli(
+    mapping: Path, source: Path, state: Path, env: dict[str, str], rate: str
+) -> subprocess.CompletedProcess[str]:
+    """One import run of the CLI, to its end (however that end comes)."""
+    return subprocess.run(
         command(mapping, source, state, "--rate", rate),
-        env=environment(served),
+        env=env,
         capture_output=True,
         text=True,
         timeout=180,
         check=False,
     )
+
+
+def import_to_the_end(
+    served: Served, job: tuple[Path, Path], state: Path, rate: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """One uninterrupted import; it must succeed and leave the clean state."""
+    mapping, source = job
+    done = run_cli(mapping, source, state, environment(served), rate, timeout=180)
     assert done.returncode == 0, done.stderr
     assert_clean_state(served, state)
     return done, json.loads((state / "notes" / "report.json").read_text())
@@ -152,14 +159,7 @@ def test_kill_9_at_several_moments_then_resume(
         process.stderr.close()
     assert kills >= 1, "the import finished before any kill: make the job longer"
     for _ in range(5):
-        done = subprocess.run(
-            command(mapping, source, state, "--rate", "2000/1"),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = run_cli(mapping, source, state, env, "2000/1")
         if done.returncode in (0, 3):
             break
     assert done.returncode == 0, done.stderr
@@ -216,14 +216,7 @@ def test_sigterm_flushes_and_exits_130(
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
     assert "run the same command again to resume" in err
-    done = subprocess.run(
-        command(mapping, source, state, "--rate", "2000/1"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_cli(mapping, source, state, env, "2000/1")
     assert done.returncode == 0, done.stderr
     assert "resuming notes:" in done.stderr
     assert_clean_state(served, state)
