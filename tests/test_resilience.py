@@ -111,7 +111,12 @@ def wait_for_done_batches(checkpoint: Path, count: int, timeout: float = 60) -> 
 
 
 def run_cli(
-    mapping: Path, source: Path, state: Path, env: dict[str, str], rate: str
+    mapping: Path,
+    source: Path,
+    state: Path,
+    env: dict[str, str],
+    rate: str,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """One import run of the CLI, to its end (however that end comes)."""
     return subprocess.run(
@@ -119,7 +124,7 @@ def run_cli(
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         check=False,
     )
 
