@@ -16,13 +16,14 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from pipeline.cells import LEDGER_COLUMNS, escape, escape_row, is_ledger, unescape_frame
 from pipeline.checkpoint import SCHEMA_VERSION, Checkpoint, RowOutcome
 from pipeline.client import TwentyClient
 from pipeline.errors import EXIT_REJECTED, InputError, PipelineError
@@ -84,6 +85,43 @@ def source_path(mapping: Mapping, override: str | Path | None) -> Path:
     return mapping.source.path
 
 
+RESERVED_COLUMNS = frozenset((*LEDGER_COLUMNS, KEY))
+
+
+def _reserved(column: str) -> bool:
+    return column in RESERVED_COLUMNS or column.startswith(LOOKUP_PREFIX)
+
+
+def data_columns(reader: SourceReader, mapping: Mapping) -> list[str]:
+    """The source's columns without the tool's own ledger columns.
+
+    A rejects file fixed by hand and imported again holds ``_row``, ``_stage``,
+    ``_reason``...: those are ignored (and its cells, escaped when the tool wrote
+    them, read back as they were). A mapping that reads such a column is refused.
+    """
+    mapped = [c for c in mapping.source_columns if _reserved(c)]
+    if mapped:
+        names = ", ".join(repr(c) for c in mapped)
+        raise InputError(
+            f"{mapping.path}: the mapping reads column(s) {names}, but twenty-pipeline "
+            "uses those names for its own ledger columns; rename the column(s) in the "
+            "file and the mapping"
+        )
+    return [c for c in reader.info.columns if not _reserved(c)]
+
+
+def source_chunks(
+    reader: SourceReader, columns: list[str], wanted: list[str] | None = None
+) -> Iterator[pl.DataFrame]:
+    """The reader's chunks limited to ``wanted`` (default: the data columns).
+
+    A file the tool wrote (a rejects file) has its formula-escaped cells undone.
+    """
+    ledger = is_ledger(reader.info.columns)
+    for chunk in reader.chunks(wanted if wanted is not None else columns):
+        yield unescape_frame(chunk, columns) if ledger else chunk
+
+
 # --------------------------------------------------------------------------- duplicates
 
 
@@ -101,12 +139,12 @@ class DuplicateIndex:
     """Data rows seen by the pass (ragged rows, which the reader holds back, excluded)."""
 
     @classmethod
-    def build(cls, reader: SourceReader, plan: Plan) -> DuplicateIndex:
+    def build(cls, reader: SourceReader, plan: Plan, columns: list[str]) -> DuplicateIndex:
         """One pass over the source, reading and normalizing the key columns only."""
         key_plan = plan.key_only()
         parts = []
         rows = 0
-        for chunk in reader.chunks(key_plan.mapping.source_columns):
+        for chunk in source_chunks(reader, columns, key_plan.mapping.source_columns):
             rows += chunk.height
             keys = normalize(chunk, key_plan).records
             keys = keys.filter(pl.col(KEY).is_not_null())
@@ -199,16 +237,24 @@ def prepare_chunk(
 # --------------------------------------------------------------------------- rejects file
 
 
+def rejects_header(columns: list[str]) -> list[str]:
+    """The columns of every rejects file: the source's, then the ledger's own."""
+    return [*columns, *LEDGER_COLUMNS]
+
+
 class RejectsWriter:
-    """Appends rejected rows to a CSV: the original columns, then _row, _stage, _reason."""
+    """Appends rejected rows to a CSV: the original columns, then the ledger columns."""
 
     def __init__(self, path: Path, columns: list[str]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.columns = [*columns, "_row", "_stage", "_column", "_value", "_reason"]
-        self._handle = path.open("w", encoding="utf-8", newline="")
+        self.columns = rejects_header(columns)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = path.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise InputError(f"cannot write the rejects file {path}: {exc.strerror}") from None
         self._writer = csv.writer(self._handle)
-        self._writer.writerow(self.columns)
+        self._writer.writerow(escape_row(self.columns))
         self.count = 0
 
     def write(self, frame: pl.DataFrame) -> None:
@@ -219,7 +265,7 @@ class RejectsWriter:
             if name not in frame.columns:
                 frame = frame.with_columns(pl.lit(None, pl.String).alias(name))
         rows = frame.select([pl.col(c).cast(pl.String) for c in self.columns]).rows()
-        self._writer.writerows(rows)
+        self._writer.writerows(escape_row(r) for r in rows)
         self.count += frame.height
 
     def close(self) -> None:
@@ -227,16 +273,18 @@ class RejectsWriter:
         self._handle.close()
 
 
-def read_rejects_frame(reader: SourceReader) -> pl.DataFrame:
+def read_rejects_frame(reader: SourceReader, columns: list[str]) -> pl.DataFrame:
     """The reader's ragged rows as a rejects frame (values spread over the header's columns)."""
-    columns = reader.info.columns
+    header = reader.info.columns
+    ledger = is_ledger(header)
     rows = []
     for r in reader.info.rejects:
-        record: dict[str, Any] = {
-            c: (r.values[i] if i < len(r.values) else None) for i, c in enumerate(columns)
-        }
+        spread = {h: (r.values[i] if i < len(r.values) else None) for i, h in enumerate(header)}
+        record: dict[str, Any] = {c: spread.get(c) for c in columns}
+        # every field the line had, in order: a ragged line may hold more than the header
+        every = json.dumps(list(r.values), ensure_ascii=False)
         record.update(
-            {"_row": r.row, "_stage": "read", "_column": None, "_value": None, "_reason": r.reason}
+            {"_row": r.row, "_stage": "read", "_column": None, "_value": every, "_reason": r.reason}
         )
         rows.append(record)
     schema = dict.fromkeys(columns, pl.String) | {
@@ -246,7 +294,8 @@ def read_rejects_frame(reader: SourceReader) -> pl.DataFrame:
         "_value": pl.String,
         "_reason": pl.String,
     }
-    return pl.DataFrame(rows, schema=schema)
+    frame = pl.DataFrame(rows, schema=schema)
+    return unescape_frame(frame, columns) if ledger else frame
 
 
 # --------------------------------------------------------------------------- validate
@@ -265,7 +314,8 @@ def validate(
     """Read and normalize the whole source; count, and write the rejects file."""
     path = source_path(mapping, source)
     with open_source(path, mapping.source, chunk_size=chunk_size) as reader:
-        plan = make_plan(mapping, schema, reader.info.columns)
+        columns = data_columns(reader, mapping)
+        plan = make_plan(mapping, schema, columns)
         report = ValidationReport(
             source=path,
             encoding=reader.info.encoding,
@@ -274,8 +324,8 @@ def validate(
             key_is_unique=plan.key_unique,
             blank_rows=reader.info.blank_rows,
         )
-        duplicates = DuplicateIndex.build(reader, plan)
-        writer = RejectsWriter(rejects_path, reader.info.columns) if rejects_path else None
+        duplicates = DuplicateIndex.build(reader, plan, columns)
+        writer = RejectsWriter(rejects_path, columns) if rejects_path else None
         lookup_values: dict[str, set[str]] = {}
 
         def reject(frame: pl.DataFrame) -> None:
@@ -295,10 +345,10 @@ def validate(
                 writer.write(frame)
 
         try:
-            read_rejects = read_rejects_frame(reader)
+            read_rejects = read_rejects_frame(reader, columns)
             report.rows += read_rejects.height
             reject(read_rejects)
-            for chunk in reader.chunks():
+            for chunk in source_chunks(reader, columns):
                 report.rows += chunk.height
                 kept, rejects = prepare_chunk(chunk, plan, duplicates, mapping.on_duplicate_key)
                 reject(rejects)
@@ -412,17 +462,21 @@ def write_ledgers(checkpoint: Checkpoint, folder: Path, columns: list[str]) -> N
         writer = csv.writer(handle)
         writer.writerow(["_row", "key", "id", "outcome"])
         for row, key, record_id, outcome, *_ in checkpoint.iter_rows(rejected=False):
-            writer.writerow([row, (key or "").replace("\x1f", " | "), record_id or "", outcome])
+            writer.writerow(
+                [row, escape((key or "").replace("\x1f", " | ")), record_id or "", outcome]
+            )
     tmp.replace(folder / "success.csv")
     tmp = folder / "rejects.csv.tmp"
     with tmp.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow([*columns, "_row", "_stage", "_reason"])
+        writer.writerow(escape_row(rejects_header(columns)))
         for row, _key, _id, _outcome, stage, reason, original in checkpoint.iter_rows(
             rejected=True
         ):
             values = json.loads(original) if original else {}
-            writer.writerow([*(values.get(c) for c in columns), row, stage, reason])
+            cells = [*(values.get(c) for c in columns), row, stage]
+            cells += [values.get("_column"), values.get("_value"), reason]
+            writer.writerow(escape_row(cells))
     tmp.replace(folder / "rejects.csv")
 
 
@@ -450,7 +504,8 @@ async def import_file(
         _forget(folder)
     with open_source(path, mapping.source, chunk_size=chunk_size) as reader:
         schema = await load_schema(client)
-        plan = make_plan(mapping, schema, reader.info.columns)
+        columns = data_columns(reader, mapping)
+        plan = make_plan(mapping, schema, columns)
         print_ = fingerprint(
             mapping,
             path,
@@ -506,6 +561,7 @@ async def import_file(
                     client,
                     checkpoint,
                     done,
+                    columns=columns,
                     batch_size=batch_size,
                     concurrency=concurrency,
                     on_deleted=on_deleted,
@@ -528,7 +584,7 @@ async def import_file(
                     f"{report.loaded} loaded + {report.rejected} rejected + {report.unchanged} "
                     f"unchanged = {accounted}; the checkpoint {checkpoint_path} is kept"
                 )
-            write_ledgers(checkpoint, folder, reader.info.columns)
+            write_ledgers(checkpoint, folder, columns)
         finally:
             checkpoint.close()
     report.calls = client.stats.as_dict()
@@ -559,6 +615,7 @@ async def _run_import(
     checkpoint: Checkpoint,
     done: set[int],
     *,
+    columns: list[str],
     batch_size: int,
     concurrency: int,
     on_deleted: OnDeleted,
@@ -578,21 +635,21 @@ async def _run_import(
         if progress is not None and rows:
             progress(loader.stats, rows)
 
-    duplicates = DuplicateIndex.build(reader, plan)
-    read_rejects = read_rejects_frame(reader)
+    duplicates = DuplicateIndex.build(reader, plan, columns)
+    read_rejects = read_rejects_frame(reader, columns)
     total = duplicates.rows + read_rejects.height
     checkpoint.set_meta(rows_read=total)
     if on_total is not None:
         on_total(total)
-    _record_rejects(checkpoint, read_rejects, reader.info.columns)
+    _record_rejects(checkpoint, read_rejects, columns)
     advance(read_rejects.height)
     await loader.prepare()
 
     async def batches() -> AsyncIterator[Batch]:
         next_id = 0
-        for chunk in reader.chunks():
+        for chunk in source_chunks(reader, columns):
             kept, rejects = prepare_chunk(chunk, plan, duplicates, mapping.on_duplicate_key)
-            _record_rejects(checkpoint, rejects, reader.info.columns)
+            _record_rejects(checkpoint, rejects, columns)
             advance(rejects.height)
             for batch in batches_of(kept, chunk, batch_size, next_id):
                 if batch.id not in done:
@@ -615,7 +672,7 @@ def _record_rejects(checkpoint: Checkpoint, rejects: pl.DataFrame, columns: list
             "rejected",
             stage=r["_stage"],
             reason=r["_reason"],
-            original={c: r.get(c) for c in columns},
+            original={c: r.get(c) for c in (*columns, "_column", "_value")},
         )
         for r in rejects.to_dicts()
     ]
