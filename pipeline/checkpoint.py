@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pipeline.errors import Stage
+import polars as pl
+
+from pipeline.errors import PipelineError, Stage
 
 SCHEMA_VERSION = "1"
 Outcome = Literal["created", "updated", "restored", "unchanged", "rejected"]
-BatchStatus = Literal["pending", "sent", "done"]
+BatchStatus = Literal["pending", "sent", "done", "resent"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,16 +56,42 @@ class RowOutcome:
     original: dict[str, Any] | None = None
 
 
+class StateError(PipelineError):
+    """The state folder or its checkpoint cannot be used (exit 1; nothing is lost)."""
+
+
 class Checkpoint:
     """The SQLite checkpoint of one mapping's runs."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(
+                f"cannot use the state folder {path.parent}: {_why(exc)}; "
+                "choose a writable folder with --state-dir"
+            ) from None
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+            version = self.get("version")
+        except sqlite3.Error as exc:
+            self.db.close()
+            raise StateError(
+                f"the checkpoint {path} cannot be read ({_why(exc)}): it is damaged or not a "
+                "checkpoint; move it away, or pass --restart to start over (records already "
+                "loaded are updated, not duplicated)"
+            ) from None
+        if version is not None and version != SCHEMA_VERSION:
+            self.db.close()
+            raise StateError(
+                f"the checkpoint {path} was written by another version of twenty-pipeline "
+                f"(state schema {version}, this one reads {SCHEMA_VERSION}); finish it with "
+                "that version, or pass --restart to start over"
+            )
 
     def close(self) -> None:
         """Close the database (everything is already committed)."""
@@ -83,11 +111,6 @@ class Checkpoint:
                 text = value if isinstance(value, str) else json.dumps(value)
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, text))
 
-    @property
-    def is_new(self) -> bool:
-        """Whether no run has started on this checkpoint."""
-        return self.get("fingerprint") is None
-
     # ------------------------------------------------------------------ transactions
 
     def _tx(self) -> _Transaction:
@@ -95,14 +118,33 @@ class Checkpoint:
 
     # ------------------------------------------------------------------ batches
 
-    def batch_status(self, batch: int) -> str | None:
-        """``pending``/``sent``/``done`` of a batch, None if never seen."""
-        row = self.db.execute("SELECT status FROM batches WHERE id = ?", (batch,)).fetchone()
-        return str(row[0]) if row else None
+    def retire_unconfirmed(self) -> int:
+        """On resume: batches sent but never confirmed are cut again from their rows."""
+        with self._tx():
+            cursor = self.db.execute(
+                "UPDATE batches SET status = 'resent' WHERE status IN ('sent', 'pending')"
+            )
+        return cursor.rowcount
 
-    def done_batches(self) -> set[int]:
-        """Ids of batches confirmed by the workspace."""
-        return {r[0] for r in self.db.execute("SELECT id FROM batches WHERE status = 'done'")}
+    def next_batch_id(self) -> int:
+        """A batch id no batch of this checkpoint has used."""
+        row = self.db.execute("SELECT MAX(id) FROM batches").fetchone()
+        return int(row[0]) + 1 if row and row[0] is not None else 0
+
+    def final_rows(self) -> pl.Series:
+        """Sorted source rows whose outcome came from the workspace (loaded, or refused).
+
+        They are final: a resume never sends them again. Rows rejected before any
+        call (read / normalize) are not: a resume judges them again, so that their
+        outcome is true for the workspace and mapping of now.
+        """
+        rows = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT row FROM rows WHERE outcome != 'rejected' OR stage = 'load' ORDER BY row"
+            )
+        ]
+        return pl.Series("row", rows, dtype=pl.Int64)
 
     def mark_sent(self, batch: int, first_row: int, last_row: int, size: int) -> None:
         """Write-ahead: the batch is about to go out."""
@@ -201,3 +243,9 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)

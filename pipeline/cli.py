@@ -325,6 +325,7 @@ def validate(
     Example: twenty-pipeline validate mappings/people.yaml --sandbox
     """
     from pipeline.mapping import load_mapping
+    from pipeline.runner import state_folder
     from pipeline.runner import validate as run_validate
     from pipeline.standard import standard_schema
 
@@ -334,7 +335,7 @@ def validate(
     rejects = (
         Path(rejects_file)
         if rejects_file
-        else (settings.state_dir / mapping.name / "validate-rejects.csv")
+        else (state_folder(settings.state_dir, mapping) / "validate-rejects.csv")
     )
     with _progress_bar(settings, "validate") as bar:
         report = run_validate(
@@ -345,6 +346,8 @@ def validate(
     else:
         _print_validation(report, offline)
     if report.rejected:
+        where = f"; see {report.rejects_path}" if report.rejects_path else ""
+        click.echo(f"validate: {report.rejected:,} rows would be rejected{where}", err=True)
         raise click.exceptions.Exit(EXIT_REJECTED)
 
 
@@ -426,10 +429,17 @@ def import_(
         )
         return
     from pipeline.mapping import load_mapping
-    from pipeline.runner import import_file
+    from pipeline.runner import import_file, state_folder
 
     settings = settings_from(flags)
     mapping = load_mapping(mapping_file)
+    folder = state_folder(settings.state_dir, mapping)
+    if folder.name != mapping.name:
+        click.echo(
+            f"state folder {folder} (another mapping named {mapping.name!r} uses "
+            f"{settings.state_dir / mapping.name})",
+            err=True,
+        )
     bar = _progress_bar(settings, f"import {mapping.name}")
 
     def on_start(report: Any, counts: dict[str, int]) -> None:
@@ -482,13 +492,20 @@ def import_(
         report = run_async(run())
     except (KeyboardInterrupt, asyncio.CancelledError):
         bar.close()
+        again = "again without --restart" if restart else "again"
         raise Interrupted(
-            f"interrupted: the checkpoint in {settings.state_dir / mapping.name} is intact; "
-            "run the same command again to resume"
+            f"interrupted: the checkpoint in {folder} is intact; "
+            f"run the same command {again} to resume"
         ) from None
     finally:
         bar.close()
     _print_import(report)
+    if report.exit_code == EXIT_REJECTED:
+        click.echo(
+            f"import {mapping.name}: {report.rejected:,} rows rejected; "
+            f"see {Path(report.state_dir) / 'rejects.csv'}",
+            err=True,
+        )
     if report.exit_code:
         raise click.exceptions.Exit(report.exit_code)
 
@@ -548,10 +565,11 @@ def status(name: str | None, state_dir: str | None) -> None:
             click.echo(
                 f"{item}: {state} - {checkpoint.get('source')} -> {checkpoint.get('object')}"
             )
-            click.echo(
-                f"  batches: {batches.get('done', 0):,} done, "
-                f"{batches.get('sent', 0):,} sent but unconfirmed (re-sent on resume)"
-            )
+            unconfirmed = batches.get("sent", 0)
+            line = f"  batches: {batches.get('done', 0):,} done"
+            if unconfirmed and state == "incomplete":
+                line += f", {unconfirmed:,} sent but unconfirmed (re-sent on resume)"
+            click.echo(line)
             parts = ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items())) or "none yet"
             click.echo(f"  rows: {parts}")
         finally:

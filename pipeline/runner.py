@@ -14,6 +14,7 @@ import csv
 import hashlib
 import json
 import logging
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,10 +25,11 @@ from typing import Any
 import polars as pl
 
 from pipeline.cells import LEDGER_COLUMNS, escape, escape_row, is_ledger, unescape_frame
-from pipeline.checkpoint import SCHEMA_VERSION, Checkpoint, RowOutcome
+from pipeline.checkpoint import SCHEMA_VERSION, Checkpoint, RowOutcome, StateError
 from pipeline.client import TwentyClient
 from pipeline.errors import EXIT_REJECTED, InputError, PipelineError
 from pipeline.load import Batch, Loader, LoadStats, OnDeleted, batches_of
+from pipeline.lock import state_lock
 from pipeline.mapping import Mapping
 from pipeline.normalize import KEY, LOOKUP_PREFIX, Plan, make_plan, normalize
 from pipeline.read import ROW, SourceReader, open_source
@@ -438,24 +440,83 @@ class ImportReport:
         }
 
 
-def fingerprint(mapping: Mapping, source: Path, **settings: Any) -> str:
-    """What makes a checkpoint valid: mapping text, source content, batch-shaping settings."""
-    digest = hashlib.sha256()
-    digest.update(mapping.path.read_bytes())
-    with source.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class Fingerprint:
+    """What makes a checkpoint valid, part by part, so a refusal can say what changed."""
+
+    mapping: str
+    source: str
+    settings: dict[str, Any]
+
+    @classmethod
+    def of(cls, mapping: Mapping, source: Path, **settings: Any) -> Fingerprint:
+        """Digests of the mapping text and source content, and the batch-shaping settings."""
+        digest = hashlib.sha256()
+        with source.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+        mapping_digest = hashlib.sha256(mapping.path.read_bytes()).hexdigest()
+        return cls(mapping_digest, digest.hexdigest(), settings)
+
+    @property
+    def digest(self) -> str:
+        """One value for the whole fingerprint."""
+        text = json.dumps([self.mapping, self.source, self.settings], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def store(self) -> dict[str, str]:
+        """Meta values of a checkpoint."""
+        return {
+            "fingerprint": self.digest,
+            "mapping_digest": self.mapping,
+            "source_digest": self.source,
+            "settings": json.dumps(self.settings, sort_keys=True, default=str),
+        }
+
+    def differences(self, checkpoint: Checkpoint) -> list[str]:
+        """What differs from the fingerprint stored in ``checkpoint``, in words."""
+        out = []
+        if checkpoint.get("mapping_digest") not in (None, self.mapping):
+            out.append("the mapping file changed")
+        if checkpoint.get("source_digest") not in (None, self.source):
+            out.append(f"the source file changed (was {checkpoint.get('source')})")
+        before = json.loads(checkpoint.get("settings") or "{}")
+        for name, value in self.settings.items():
+            if name in before and before[name] != value:
+                out.append(f"{name.replace('_', ' ')} {before[name]} -> {value}")
+        return out or ["the mapping, source or settings changed"]
 
 
 def state_folder(state_dir: Path, mapping: Mapping) -> Path:
-    """Where a mapping's checkpoint, ledgers and report live."""
-    return state_dir / mapping.name
+    """Where a mapping's checkpoint, ledgers and report live: ``STATE_DIR/<name>``.
+
+    Two mappings with one file name in different folders must not share it: a folder
+    records the mapping file it belongs to, and another mapping of that name gets
+    ``<name>-<8 hex digits of its path>`` instead (the summary prints which is used).
+    """
+    me = str(mapping.path.resolve())
+    base = state_dir / mapping.name
+    try:
+        owner = (base / "mapping.path").read_text(encoding="utf-8").strip()
+    except OSError:
+        return base
+    if owner == me or not Path(owner).exists():
+        return base
+    return state_dir / f"{mapping.name}-{hashlib.sha256(me.encode()).hexdigest()[:8]}"
 
 
 def write_ledgers(checkpoint: Checkpoint, folder: Path, columns: list[str]) -> None:
     """success.csv and rejects.csv, from the checkpoint (so they always agree with it)."""
+    try:
+        _write_ledgers(checkpoint, folder, columns)
+    except OSError as exc:
+        raise StateError(
+            f"the ledgers in {folder} could not be written ({exc.strerror or exc}); the "
+            "checkpoint is complete: free space, then run the same command again to write them"
+        ) from None
+
+
+def _write_ledgers(checkpoint: Checkpoint, folder: Path, columns: list[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / "success.csv.tmp"
     with tmp.open("w", encoding="utf-8", newline="") as handle:
@@ -495,103 +556,140 @@ async def import_file(
     on_start: Callable[[ImportReport, dict[str, int]], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Import (or resume importing) ``source`` with ``mapping`` into the workspace."""
+    """Import (or resume importing) ``source`` with ``mapping`` into the workspace.
+
+    One run at a time per state folder (see :mod:`pipeline.lock`).
+    """
     started = time.monotonic()
     path = source_path(mapping, source)
     folder = state_folder(state_dir, mapping)
-    checkpoint_path = folder / "checkpoint.sqlite"
-    if restart:
-        _forget(folder)
     with open_source(path, mapping.source, chunk_size=chunk_size) as reader:
-        schema = await load_schema(client)
         columns = data_columns(reader, mapping)
-        plan = make_plan(mapping, schema, columns)
-        print_ = fingerprint(
-            mapping,
-            path,
-            batch_size=batch_size,
-            on_deleted=on_deleted,
-            object=plan.object.name_singular,
-        )
-        checkpoint = Checkpoint(checkpoint_path)
-        report = ImportReport(
-            mapping=str(mapping.path),
-            object=plan.object.name_singular,
-            source=str(path),
-            blank_rows=reader.info.blank_rows,
-            state_dir=str(folder),
-        )
-        try:
-            stored = checkpoint.get("fingerprint")
-            if stored is not None and stored != print_ and checkpoint.get("finished") == "true":
-                # The last import finished: nothing to resume, so a new file (the next
-                # night's export, say) simply starts a new import.
-                log.info("the last import of %s finished; starting a new one", mapping.name)
-                checkpoint.close()
+        with state_lock(folder, f"an import of {mapping.path}"):
+            if restart:
                 _forget(folder)
-                checkpoint = Checkpoint(checkpoint_path)
-                stored = None
-            if stored is not None and stored != print_:
-                raise InputError(
-                    f"{checkpoint_path}: an unfinished import used another mapping, source file "
-                    "or batch settings; run it again with the same ones to finish it, or pass "
-                    "--restart to start over (records already loaded are updated, not "
-                    "duplicated)"
-                )
-            report.resumed = stored is not None
-            if stored is None:
-                checkpoint.set_meta(
-                    fingerprint=print_,
-                    version=SCHEMA_VERSION,
-                    mapping=str(mapping.path),
-                    source=str(path),
-                    object=plan.object.name_singular,
-                    started=time.time(),
-                )
-            done = checkpoint.done_batches()
-            if checkpoint.get("finished") == "true":
-                report.already_done = True
-            else:
-                if on_start is not None:
-                    on_start(report, checkpoint.counts())
-                await _run_import(
-                    mapping,
-                    plan,
-                    reader,
-                    client,
-                    checkpoint,
-                    done,
-                    columns=columns,
-                    batch_size=batch_size,
-                    concurrency=concurrency,
-                    on_deleted=on_deleted,
-                    progress=progress,
-                    on_total=on_total,
-                )
-                checkpoint.set_meta(finished="true")
-            counts = checkpoint.counts()
-            report.rows_read = int(checkpoint.get("rows_read") or 0)
-            report.created = counts.get("created", 0)
-            report.updated = counts.get("updated", 0)
-            report.restored = counts.get("restored", 0)
-            report.unchanged = counts.get("unchanged", 0)
-            report.rejected = counts.get("rejected", 0)
-            report.batches = checkpoint.batch_counts().get("done", 0)
-            accounted = report.loaded + report.rejected + report.unchanged
-            if accounted != report.rows_read:
-                raise LedgerMismatch(
-                    f"the ledgers do not add up: {report.rows_read} rows read, but "
-                    f"{report.loaded} loaded + {report.rejected} rejected + {report.unchanged} "
-                    f"unchanged = {accounted}; the checkpoint {checkpoint_path} is kept"
-                )
-            write_ledgers(checkpoint, folder, columns)
-        finally:
-            checkpoint.close()
-    report.calls = client.stats.as_dict()
-    report.seconds = time.monotonic() - started
-    report.exit_code = EXIT_REJECTED if report.rejected else 0
-    (folder / "report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+            _claim_folder(folder, mapping)
+            schema = await load_schema(client)
+            plan = make_plan(mapping, schema, columns)
+            print_ = Fingerprint.of(
+                mapping,
+                path,
+                batch_size=batch_size,
+                on_deleted=on_deleted,
+                object=plan.object.name_singular,
+            )
+            checkpoint = _open_checkpoint(folder, mapping, print_)
+            report = ImportReport(
+                mapping=str(mapping.path),
+                object=plan.object.name_singular,
+                source=str(path),
+                blank_rows=reader.info.blank_rows,
+                state_dir=str(folder),
+            )
+            try:
+                report.resumed = checkpoint.get("fingerprint") is not None
+                if not report.resumed:
+                    checkpoint.set_meta(
+                        **print_.store(),
+                        version=SCHEMA_VERSION,
+                        mapping=str(mapping.path),
+                        source=str(path),
+                        object=plan.object.name_singular,
+                        started=time.time(),
+                    )
+                if checkpoint.get("finished") == "true":
+                    report.already_done = True
+                else:
+                    if on_start is not None:
+                        on_start(report, checkpoint.counts())
+                    await _run_import(
+                        mapping,
+                        plan,
+                        reader,
+                        client,
+                        checkpoint,
+                        columns=columns,
+                        batch_size=batch_size,
+                        concurrency=concurrency,
+                        on_deleted=on_deleted,
+                        progress=progress,
+                        on_total=on_total,
+                    )
+                    checkpoint.set_meta(finished="true")
+                _count(report, checkpoint)
+                write_ledgers(checkpoint, folder, columns)
+            except sqlite3.Error as exc:
+                raise StateError(
+                    f"the checkpoint in {folder} could not be written ({exc}); free space or "
+                    "fix permissions, then run the same command again to resume"
+                ) from None
+            finally:
+                checkpoint.close()
+            report.calls = client.stats.as_dict()
+            report.seconds = time.monotonic() - started
+            report.exit_code = EXIT_REJECTED if report.rejected else 0
+            _write_report(folder, report)
     return report
+
+
+def _claim_folder(folder: Path, mapping: Mapping) -> None:
+    """Record which mapping file the folder belongs to (see :func:`state_folder`)."""
+    try:
+        (folder / "mapping.path").write_text(str(mapping.path.resolve()) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise StateError(f"cannot write in the state folder {folder}: {exc.strerror}") from None
+
+
+def _open_checkpoint(folder: Path, mapping: Mapping, print_: Fingerprint) -> Checkpoint:
+    """The folder's checkpoint, if it may continue with ``print_``; else a refusal."""
+    checkpoint_path = folder / "checkpoint.sqlite"
+    checkpoint = Checkpoint(checkpoint_path)
+    stored = checkpoint.get("fingerprint")
+    if stored is None or stored == print_.digest:
+        return checkpoint
+    if checkpoint.get("finished") == "true":
+        # The last import finished: nothing to resume, so a new file (the next
+        # night's export, say) simply starts a new import.
+        log.info("the last import of %s finished; starting a new one", mapping.name)
+        checkpoint.close()
+        _forget(folder)
+        return Checkpoint(checkpoint_path)
+    changed = "; ".join(print_.differences(checkpoint))
+    checkpoint.close()
+    raise InputError(
+        f"{checkpoint_path}: an unfinished import cannot resume: {changed}. Run it again "
+        "with the same mapping, source and settings to finish it, or pass --restart to "
+        "start over (records already loaded are updated, not duplicated)"
+    )
+
+
+def _count(report: ImportReport, checkpoint: Checkpoint) -> None:
+    """Fill the report from the checkpoint and check that the ledgers add up."""
+    counts = checkpoint.counts()
+    report.rows_read = int(checkpoint.get("rows_read") or 0)
+    report.created = counts.get("created", 0)
+    report.updated = counts.get("updated", 0)
+    report.restored = counts.get("restored", 0)
+    report.unchanged = counts.get("unchanged", 0)
+    report.rejected = counts.get("rejected", 0)
+    report.batches = checkpoint.batch_counts().get("done", 0)
+    accounted = report.loaded + report.rejected + report.unchanged
+    if accounted != report.rows_read:
+        raise LedgerMismatch(
+            f"the ledgers do not add up: {report.rows_read} rows read, but "
+            f"{report.loaded} loaded + {report.rejected} rejected + {report.unchanged} "
+            f"unchanged = {accounted}; the checkpoint {checkpoint.path} is kept"
+        )
+
+
+def _write_report(folder: Path, report: ImportReport) -> None:
+    try:
+        (folder / "report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    except OSError as exc:
+        raise StateError(
+            f"the import finished, but {folder / 'report.json'} could not be written: "
+            f"{exc.strerror}"
+        ) from None
 
 
 def _forget(folder: Path) -> None:
@@ -613,7 +711,6 @@ async def _run_import(
     reader: SourceReader,
     client: TwentyClient,
     checkpoint: Checkpoint,
-    done: set[int],
     *,
     columns: list[str],
     batch_size: int,
@@ -645,21 +742,36 @@ async def _run_import(
     advance(read_rejects.height)
     await loader.prepare()
 
+    # Rows the workspace already answered for are never sent again; the rest is cut
+    # into new batches. Batches are named by the rows they hold, so a resume is exact
+    # whatever changed in between (chunk size, batch size after a server limit).
+    checkpoint.retire_unconfirmed()
+    final = checkpoint.final_rows()
+
     async def batches() -> AsyncIterator[Batch]:
-        next_id = 0
+        next_id = checkpoint.next_batch_id()
         for chunk in source_chunks(reader, columns):
             kept, rejects = prepare_chunk(chunk, plan, duplicates, mapping.on_duplicate_key)
+            if final.len():
+                known = _final_in(final, chunk)
+                rejects = rejects.filter(~pl.col(ROW).is_in(known.implode()))
+                kept = kept.filter(~pl.col(ROW).is_in(known.implode()))
+                advance(known.len())
             _record_rejects(checkpoint, rejects, columns)
             advance(rejects.height)
             for batch in batches_of(kept, chunk, batch_size, next_id):
-                if batch.id not in done:
-                    yield batch
-                else:
-                    advance(len(batch.rows))
+                yield batch
             next_id += -(-kept.height // batch_size)
             await asyncio.sleep(0)
 
     await loader.run(batches())
+
+
+def _final_in(final: pl.Series, chunk: pl.DataFrame) -> pl.Series:
+    """The final rows that are rows of this chunk."""
+    rows = chunk[ROW]
+    window = final.filter((final >= rows.min()) & (final <= rows.max()))
+    return window.filter(window.is_in(rows.implode()))
 
 
 def _record_rejects(checkpoint: Checkpoint, rejects: pl.DataFrame, columns: list[str]) -> None:

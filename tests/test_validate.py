@@ -71,7 +71,10 @@ def test_validate_samples_exact_counts_and_reasons(project: Path, name: str) -> 
     rows, valid, rejected = EXPECTED[name]
     result = invoke(project, "validate", str(project / "mappings" / f"{name}.yaml"), "--json")
     assert result.exit_code == 3, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)  # stdout is the JSON; stderr has the one-line summary
+    assert result.stderr == (
+        f"validate: {len(rejected)} rows would be rejected; see {report['rejects_file']}\n"
+    )
     assert (report["rows"], report["valid"], report["rejected"]) == (rows, valid, len(rejected))
     with open(report["rejects_file"], encoding="utf-8", newline="") as handle:
         lines = list(csv.DictReader(handle))
