@@ -372,45 +372,50 @@ def _why_not(
                 f"it describes the {target}, not the {name}: map it in a mapping into {target}",
                 None,
             )
-    # The best target by name, regardless of the threshold.
+    kind = _new_field_kind(_sample_values(sample, column), kinds[column])
+    if "pipeline" in tokens and obj.field("stage") is not None:
+        return (
+            f"Twenty keeps one list of stages for {name}: the stages of every pipeline go "
+            "through stage's values: table; create a field of type SELECT to keep the pipeline",
+            None,
+        )
+    # The targets its name comes close to, those its sample fits first.
     ranked = sorted(
         ((_score(column, cand, kinds[column], schema), cand) for cand in cands),
         key=lambda t: -t[0],
     )
-    fitting = [cand for score, cand in ranked if score >= TAKEN_THRESHOLD]
-    if kinds[column] is not None:
-        # A column of phone numbers (e-mails, ...) whose field is taken: say so.
-        fitting.sort(key=lambda c: c.field.type not in KIND_FITS.get(kinds[column] or "", ()))
+    fitting = [(score, cand) for score, cand in ranked if score >= TAKEN_THRESHOLD]
+    fits = KIND_FITS.get(kinds[column] or "", ())
+    fitting.sort(key=lambda t: t[1].field.type not in fits)
     if fitting:
-        best = fitting[0]
+        score, best = fitting[0]
         owner = used.get(best.path) or next(
             (c for p, c in used.items() if p.split(".")[0] == best.path.split(".")[0]), None
         )
+        if owner is not None and best.field.type == "PHONES":
+            return (
+                f"{best.path} is mapped from {_yaml_str(owner)} and holds one number; the "
+                "mapping cannot set phones and phones.additionalPhones together yet",
+                f"phones.additionalPhones: {{column: {col}}}  "
+                "(once the mapping takes it beside phones)",
+            )
         if owner is not None:
-            why = f"{best.path} is mapped from {_yaml_str(owner)}"
-            if best.field.type == "PHONES":
-                return (
-                    why + " and holds one number; the mapping cannot set phones and "
-                    "phones.additionalPhones together yet",
-                    f"phones.additionalPhones: {{column: {col}}}  "
-                    "(once the mapping takes it beside phones)",
-                )
-            return why + "; swap them if this column is the better one", None
-    kind = _new_field_kind(_sample_values(sample, column), kinds[column])
-    closest = (
-        f" (closest: {ranked[0][1].path}, match {ranked[0][0]:.0f} of the {THRESHOLD} needed)"
-        if ranked and ranked[0][0] >= TAKEN_THRESHOLD
-        else ""
-    )
+            return (
+                f"{best.path} is mapped from {_yaml_str(owner)}; swap them if this column "
+                "is the better one",
+                None,
+            )
+        spec = _spec(column, best, kinds[column], schema, sample)
+        return (
+            f"its name is close to {best.path} but not enough to be sure (match {score:.0f} "
+            f"of the {THRESHOLD} needed): map it there if that is what it holds, or create "
+            f"a field of type {kind} to keep it",
+            spec[0].strip() if len(spec) == 1 else None,
+        )
     hint = ""
     if "country" in tokens and obj.field("phones") is not None:
         hint = "; phones take one default_country for the whole file"
-    if "pipeline" in tokens and obj.field("stage") is not None:
-        hint = "; the stages of every pipeline go through stage's values: table"
-    return (
-        f"no field of {name} matches it{closest}; create a {kind} field to keep it{hint}",
-        None,
-    )
+    return f"no field of {name} matches it; create a field of type {kind} to keep it{hint}", None
 
 
 def _unique_of(schema: WorkspaceSchema, name: str) -> list[str]:
