@@ -3,7 +3,11 @@
 Columns are matched to writable fields and sub-fields by name and label (rapidfuzz,
 plus the words CRM exports commonly use), and by what the sample holds (e-mails,
 phone numbers, web addresses, dates). The draft is commented YAML that ``validate``
-accepts as it is; columns left unmatched are listed at the end.
+accepts as it is. Every column appears in it: mapped, or in a closing comment that says
+why not and what to do. Select labels map only to the option they equal, or are
+unambiguously close to; the others are left as commented ``?`` lines for the user, since
+a guessed value table would load wrong data. Headers and sample values are written as
+escaped YAML strings, in comments too.
 """
 
 from __future__ import annotations
@@ -481,6 +485,13 @@ def _yaml_str(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def _scalar(text: str) -> str:
+    """An option value as a plain YAML scalar when it is an identifier, else quoted."""
+    plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text)
+    reserved = text.lower() in ("true", "false", "yes", "no", "on", "off", "null", "y", "n")
+    return text if plain and not reserved else _yaml_str(text)
+
+
 def _comment_text(text: str) -> str:
     """``text`` as it is when a comment can hold it, else quoted and escaped."""
     return text if all(_PLAIN.fullmatch(ch) for ch in text) else _yaml_str(text)
@@ -509,6 +520,10 @@ def option_table(labels: list[str], f: Field) -> list[tuple[str, str | None, str
     out: list[tuple[str, str | None, str]] = []
     for label in labels:
         exact = f.option(label)
+        if exact is None and f.type == "RATING" and label.isdigit():
+            # normalize reads 1..n as the n-th rating option
+            index = int(label)
+            exact = f.options[index - 1] if 1 <= index <= len(f.options) else None
         if exact is not None:
             out.append((label, exact.value, "same as the option"))
             continue
@@ -583,7 +598,7 @@ def _spec(
             )
             for label, value, why in table:
                 if value is not None:
-                    lines.append(f"      {_yaml_str(label)}: {value}  # {why}")
+                    lines.append(f"      {_yaml_str(label)}: {_scalar(value)}  # {why}")
             for label, value, why in table:
                 if value is None:
                     lines.append(f"      # {_yaml_str(label)}: ?  # {why}")

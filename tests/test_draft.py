@@ -17,7 +17,7 @@ import yaml
 from click.testing import CliRunner
 
 from pipeline.cli import cli
-from pipeline.draft import _yaml_str, option_table
+from pipeline.draft import _scalar, _yaml_str, option_table
 from pipeline.schema import Field, SelectOption
 
 HUBSPOT = Path(__file__).resolve().parent / "data" / "hubspot"
@@ -349,3 +349,20 @@ def test_additional_phones_beside_phones_is_refused_so_the_draft_only_suggests_i
     checked = invoke(hubspot, "validate", str(out))
     assert checked.exit_code == 2
     assert "field 'phones.additionalPhones': maps the same field as 'phones'" in checked.output
+
+
+def test_option_table_rating_numbers_and_odd_option_values() -> None:
+    rating = Field(
+        "score",
+        "RATING",
+        "Score",
+        options=tuple(SelectOption(f"RATING_{i}", "★" * i) for i in range(1, 4)),
+    )
+    assert [(lab, val) for lab, val, _ in option_table(["2", "RATING_3", "7"], rating)] == [
+        ("2", "RATING_2"),
+        ("RATING_3", "RATING_3"),
+        ("7", None),
+    ]
+    assert _scalar("CLOSED_WON") == "CLOSED_WON"
+    assert _scalar("YES") == '"YES"'  # YAML 1.1 would read it as true
+    assert _scalar("A: b") == '"A: b"'
