@@ -170,6 +170,7 @@ class Choice:
 
     cand: Candidate
     score: float
+    why: str | None = None  # when chosen by what the column holds rather than by its name
 
 
 # Column header words that name another object: such a column describes that object,
@@ -242,6 +243,13 @@ def draft_mapping(
             continue
         chosen[column] = Choice(cand, score)
         used[cand.path] = column
+    for column in columns:
+        if column in chosen or not _is_id_column(column):
+            continue
+        found = _id_target(column, obj, schema)
+        if found is not None and found[0].path not in used:
+            chosen[column] = Choice(found[0], 0, found[1])
+            used[found[0].path] = column
     base = output.parent if output else Path.cwd()
     rel = os.path.relpath(source.resolve(), base.resolve())
     lines = [
@@ -283,9 +291,10 @@ def draft_mapping(
         if column not in chosen:
             continue
         cand, score = chosen[column].cand, chosen[column].score
+        how = chosen[column].why or f"match {score:.0f}"
         lines.append(
             f"  # {_comment_text(cand.field.label)} ({_describe(cand.field)}), "
-            f"from {_yaml_str(column)} (match {score:.0f})"
+            f"from {_yaml_str(column)} ({how})"
         )
         lines.extend(_spec(column, cand, kinds[column], schema, sample))
     unmatched = [c for c in columns if c not in chosen]
@@ -305,6 +314,44 @@ def _sample_values(sample: pl.DataFrame, column: str) -> list[str]:
         return []
     values = sample[column].drop_nulls().str.strip_chars()
     return [v for v in values.to_list() if v]
+
+
+def _id_fields(obj: ObjectSchema | None) -> list[str]:
+    """Unique text fields of ``obj``: where another system's ids can be kept."""
+    if obj is None:
+        return []
+    return [
+        f.name
+        for f in obj.fields.values()
+        if f.type == "TEXT" and f.is_unique and f.writable and not f.is_system
+    ]
+
+
+def _named_object(column: str, obj: ObjectSchema) -> str | None:
+    """The other object a column's name speaks of ("Associated Company IDs": company)."""
+    tokens = _tokens(column)
+    others = [t for w, t in OTHER_OBJECTS.items() if w in tokens and t != obj.name_singular]
+    return others[0] if others else None
+
+
+def _id_target(
+    column: str, obj: ObjectSchema, schema: WorkspaceSchema
+) -> tuple[Candidate, str] | None:
+    """Where an id column goes: the one unique text field of ``obj`` for its own ids, or
+    the relation to the object it names when that object has one to look them up by."""
+    target = _named_object(column, obj)
+    if target is None:
+        own = _id_fields(obj)
+        if len(own) != 1:
+            return None
+        f = obj.fields[own[0]]
+        return Candidate(f.name, f, ()), f"the unique text field of {obj.name_singular}"
+    relation = _relation_to(obj, target)
+    ids = _id_fields(schema.object(target))
+    if relation is None or len(ids) != 1:
+        return None
+    why = f"ids of {target}, looked up by its unique text field {ids[0]}; one id a row"
+    return Candidate(relation.name, relation, ()), why
 
 
 def _relation_to(obj: ObjectSchema, target: str) -> Field | None:
@@ -330,20 +377,41 @@ def _why_not(
     tokens = _tokens(column)
     col = _yaml_str(column)
     if _is_id_column(column):
-        others = [w for w in OTHER_OBJECTS if w in tokens]
-        target = OTHER_OBJECTS[others[0]] if others else None
-        if target is None or target == name:
+        target = _named_object(column, obj)
+        if target is None:
+            own = _id_fields(obj)
+            if len(own) > 1:
+                return (
+                    f"{name} has several unique text fields ({', '.join(own)}): "
+                    "map it to the one that keeps these ids",
+                    None,
+                )
+            if own and own[0] in used:
+                return f"{own[0]} is mapped from {_yaml_str(used[own[0]])}", None
             return (
                 f"no field of {name} holds it; create a unique TEXT field such as hubspotId "
                 "to keep it (and make it the key, so that re-runs match the same records)",
                 None,
             )
         relation = _relation_to(obj, target)
+        if relation is not None and relation.name in used:
+            return (
+                f"{relation.name} is mapped from {_yaml_str(used[relation.name])}; "
+                "swap them if this column is the better one",
+                None,
+            )
         if relation is None:
             return (
                 f"{name} has no relation to {target} that an import can set; link them "
                 f"from the {target} side, if it has one",
                 None,
+            )
+        ids = _id_fields(schema.object(target))
+        if len(ids) > 1:
+            return (
+                f"{target} has several unique text fields ({', '.join(ids)}): "
+                f"map {relation.name} with lookup: on the one that keeps these ids",
+                f"{relation.name}: {{column: {col}, lookup: {ids[0]}, on_missing: reject}}",
             )
         return (
             f"a relation to {target} by its HubSpot id needs a unique field on {target} "
@@ -560,7 +628,10 @@ def _spec(
     if f.relation is not None:
         target = schema.object(f.relation.target_object)
         lookup = "id"
-        if target is not None:
+        ids = _id_fields(target)
+        if _is_id_column(column) and len(ids) == 1:
+            lookup = ids[0]
+        elif target is not None:
             wanted = {"email": "EMAILS", "url": "LINKS"}.get(kind or "")
             for path in target.unique_paths:
                 head = target.fields.get(path.split(".")[0])

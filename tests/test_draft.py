@@ -366,3 +366,57 @@ def test_option_table_rating_numbers_and_odd_option_values() -> None:
     assert _scalar("CLOSED_WON") == "CLOSED_WON"
     assert _scalar("YES") == '"YES"'  # YAML 1.1 would read it as true
     assert _scalar("A: b") == '"A: b"'
+
+
+def add_id_field(tmp: Path, *objects: str) -> None:
+    """A unique TEXT field hubspotId on each of ``objects`` of the sandbox workspace."""
+    from pipeline.sandbox import Sandbox
+
+    sandbox = Sandbox(tmp / "ws.sqlite")
+    try:
+        for name in objects:
+            sandbox.engine.create_field(
+                {
+                    "objectMetadataId": sandbox.engine.object(name).id,
+                    "type": "TEXT",
+                    "name": "hubspotId",
+                    "label": "HubSpot id",
+                    "isUnique": True,
+                }
+            )
+    finally:
+        sandbox.close()
+
+
+def test_hubspot_ids_go_to_a_unique_text_field_when_the_workspace_has_one(hubspot: Path) -> None:
+    add_id_field(hubspot, "person", "company")
+    text, out = draft(hubspot, hubspot / "contacts.csv", "person")
+    fields = yaml.safe_load(text)["fields"]
+    assert fields["hubspotId"] == "Record ID"
+    assert fields["company"] == {
+        "column": "Associated Company IDs",
+        "lookup": "hubspotId",
+        "on_missing": "reject",
+    }
+    assert (
+        '  # Company (relation to company), from "Associated Company IDs" '
+        "(ids of company, looked up by its unique text field hubspotId; one id a row)"
+    ) in text.splitlines()
+    assert_every_column_appears(text, hubspot / "contacts.csv")
+    checked = invoke(hubspot, "validate", str(out))
+    assert checked.exit_code == 0, checked.output
+    # 9001 to 9004 and "9005;9006", which no company has: rejected at import (on_missing)
+    assert "lookups to resolve at import: 5 values for companyId" in checked.output
+
+    text, out = draft(hubspot, hubspot / "deals.csv", "opportunity")
+    fields = yaml.safe_load(text)["fields"]
+    assert "hubspotId" not in fields  # opportunity has no such field: Record ID is explained
+    assert fields["company"]["lookup"] == "hubspotId"
+    assert fields["pointOfContact"] == {
+        "column": "Associated Contact IDs",
+        "lookup": "hubspotId",
+        "on_missing": "reject",
+    }
+    assert reasons(text)["Record ID"].startswith("no field of opportunity holds it")
+    checked = invoke(hubspot, "validate", str(out))
+    assert checked.exit_code == 3, checked.output  # the unmapped HubSpot stages
