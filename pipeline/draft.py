@@ -301,7 +301,7 @@ def draft_mapping(
     if unmatched:
         lines.append("# Columns not mapped, and why (map them above, or leave them out):")
         for column in unmatched:
-            why, suggestion = _why_not(column, obj, schema, chosen, used, cands, kinds, sample)
+            why, suggestion = _why_not(column, obj, schema, used, cands, kinds, sample)
             lines.append(f"#   {_yaml_str(column)}: {why}")
             if suggestion:
                 lines.append(f"#     suggestion: {suggestion}")
@@ -366,7 +366,6 @@ def _why_not(
     column: str,
     obj: ObjectSchema,
     schema: WorkspaceSchema,
-    chosen: dict[str, Choice],
     used: dict[str, str],
     cands: list[Candidate],
     kinds: dict[str, str | None],
