@@ -3,7 +3,11 @@
 Columns are matched to writable fields and sub-fields by name and label (rapidfuzz,
 plus the words CRM exports commonly use), and by what the sample holds (e-mails,
 phone numbers, web addresses, dates). The draft is commented YAML that ``validate``
-accepts as it is; columns left unmatched are listed at the end.
+accepts as it is. Every column appears in it: mapped, or in a closing comment that says
+why not and what to do. Select labels map only to the option they equal, or are
+unambiguously close to; the others are left as commented ``?`` lines for the user, since
+a guessed value table would load wrong data. Headers and sample values are written as
+escaped YAML strings, in comments too.
 """
 
 from __future__ import annotations
@@ -34,7 +38,12 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "name": ("full name", "name", "contact name", "company name", "account name", "deal name"),
     "jobTitle": ("title", "job title", "position", "role"),
     "city": ("city", "town", "locality"),
-    "linkedinLink.primaryLinkUrl": ("linkedin", "linkedin url", "linkedin profile"),
+    "linkedinLink.primaryLinkUrl": (
+        "linkedin",
+        "linkedin url",
+        "linkedin profile",
+        "linkedin company page",
+    ),
     "xLink.primaryLinkUrl": ("twitter", "x", "twitter url"),
     "domainName.primaryLinkUrl": ("domain", "website", "company domain", "url", "web site"),
     "employees": ("employees", "headcount", "number of employees", "company size"),
@@ -54,10 +63,13 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     ),
     "pointOfContact": ("contact", "contact email", "point of contact"),
     "address.addressCity": ("city",),
-    "address.addressCountry": ("country",),
+    "address.addressCountry": ("country", "country/region", "country region"),
     "address.addressPostcode": ("zip", "postcode", "postal code"),
     "address.addressStreet1": ("street", "address", "address line 1"),
+    "createdAt": ("create date", "created", "created at", "created date", "date created"),
 }
+# System fields an import may still set: a migration keeps when a record was created.
+KEPT_SYSTEM_FIELDS = ("createdAt",)
 
 
 @dataclass(frozen=True)
@@ -78,7 +90,8 @@ def candidates(obj: ObjectSchema) -> list[Candidate]:
     """Every writable field and sub-field worth proposing, with the names it goes by."""
     out = []
     for f in obj.fields.values():
-        if not f.writable or f.is_system or f.type in ("ACTOR", "RICH_TEXT_V2"):
+        system = f.is_system and f.name not in KEPT_SYSTEM_FIELDS
+        if not f.writable or system or f.type in ("ACTOR", "RICH_TEXT_V2"):
             continue
         paths = [f.name] if not f.subfields or f.type in ("PHONES", "CURRENCY", "FULL_NAME") else []
         if f.type in ("FULL_NAME", "EMAILS", "LINKS", "ADDRESS"):
@@ -114,7 +127,8 @@ def _sample_kind(values: list[str]) -> str | None:
 
     if share(series.str.contains(EMAIL_FAST)) >= 0.8:
         return "email"
-    if share(series.str.contains(r"^\+?[\d\s().-]{7,20}$") & series.str.contains(r"\d{3}")) >= 0.8:
+    phone = series.str.contains(r"^\+?[\d\s().-]{7,20}$") & (series.str.count_matches(r"\d") >= 7)
+    if share(phone) >= 0.8:
         return "phone"
     if share(series.str.contains(r"^(https?://)?[\w-]+(\.[\w-]+)+(/\S*)?$")) >= 0.8:
         return "url"
@@ -150,10 +164,56 @@ def _score(column: str, cand: Candidate, kind: str | None, schema: WorkspaceSche
     return float(best)
 
 
+@dataclass(frozen=True)
+class Choice:
+    """A column's chosen target and its match score."""
+
+    cand: Candidate
+    score: float
+    why: str | None = None  # when chosen by what the column holds rather than by its name
+
+
+# Column header words that name another object: such a column describes that object,
+# so it maps only to a relation to it (or, in a mapping into that object, to its fields).
+OTHER_OBJECTS = {"company": "company", "deal": "opportunity", "contact": "person"}
+TAKEN_THRESHOLD = 65  # a column this close to a target mapped from another column is told so
+OPTION_THRESHOLD = 90  # a label maps to an option it matches this well ...
+OPTION_MARGIN = 10  # ... and this much better than to any other option
+
+
+def _tokens(column: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", _words(column)))
+
+
+def _is_id_column(column: str) -> bool:
+    return bool(_tokens(column) & {"id", "ids"})
+
+
+def _vetoed(column: str, cand: Candidate, obj: ObjectSchema) -> bool:
+    """Targets a column must not be drafted into whatever its name's score."""
+    tokens = _tokens(column)
+    f = cand.field
+    if _is_id_column(column) and not (f.type == "TEXT" and f.is_unique):
+        # Another system's ids: only a unique text field of this object can hold them.
+        return True
+    if "owner" in tokens:
+        return True  # owners are workspace members; see _why_not
+    for word, target in OTHER_OBJECTS.items():
+        other = f.relation is None or f.relation.target_object != target
+        if word in tokens and obj.name_singular != target and other:
+            return True
+    return False
+
+
 def draft_mapping(
     source: Path, obj: ObjectSchema, schema: WorkspaceSchema, output: Path | None = None
 ) -> str:
-    """Commented mapping YAML for ``source`` into ``obj``."""
+    """Commented mapping YAML for ``source`` into ``obj``.
+
+    Every column of the source appears: mapped, or in a comment saying why not. Every
+    header and sample value written is a quoted, escaped YAML string, so no header can
+    change what the YAML says.
+    """
     reader = SourceReader(source, chunk_size=SAMPLE_ROWS)
     try:
         columns = reader.info.columns
@@ -163,12 +223,7 @@ def draft_mapping(
         reader.close()
     kinds = {}
     for column in columns:
-        values = (
-            sample[column].drop_nulls().str.strip_chars()
-            if column in sample.columns
-            else pl.Series([], dtype=pl.String)
-        )
-        kinds[column] = _sample_kind([v for v in values.to_list() if v])
+        kinds[column] = _sample_kind(_sample_values(sample, column))
     cands = candidates(obj)
     scored = sorted(
         (
@@ -178,20 +233,28 @@ def draft_mapping(
         ),
         key=lambda t: (-t[0], t[1]),
     )
-    chosen: dict[str, tuple[Candidate, float]] = {}
-    used: set[str] = set()
+    chosen: dict[str, Choice] = {}
+    used: dict[str, str] = {}  # target path -> column
     for score, _, column, cand in scored:
-        if score < THRESHOLD or column in chosen:
+        if score < THRESHOLD or column in chosen or _vetoed(column, cand, obj):
             continue
         head = cand.path.split(".")[0]
         if cand.path in used or head in used or any(u.split(".")[0] == cand.path for u in used):
             continue
-        chosen[column] = (cand, score)
-        used.add(cand.path)
+        chosen[column] = Choice(cand, score)
+        used[cand.path] = column
+    for column in columns:
+        if column in chosen or not _is_id_column(column):
+            continue
+        found = _id_target(column, obj, schema)
+        if found is not None and found[0].path not in used:
+            chosen[column] = Choice(found[0], 0, found[1])
+            used[found[0].path] = column
     base = output.parent if output else Path.cwd()
     rel = os.path.relpath(source.resolve(), base.resolve())
     lines = [
-        f"# Draft mapping of {source.name} into {obj.name_singular} ({obj.label_plural}),",
+        f"# Draft mapping of {_comment_text(source.name)} into {obj.name_singular} "
+        f"({_comment_text(obj.label_plural)}),",
         "# written by `twenty-pipeline init-mapping`. Check every line, then run",
         "# `twenty-pipeline validate` on it before importing.",
         "version: 1",
@@ -203,7 +266,7 @@ def draft_mapping(
     if delimiter and delimiter != ",":
         lines.append(f"  delimiter: {_yaml_str(delimiter)}")
     lines = [line for line in lines if line]
-    mapped = [cand.path for cand, _ in chosen.values()]
+    mapped = [choice.cand.path for choice in chosen.values()]
     key = _key_for(obj, mapped)
     if key:
         lines.append(f"key: [{key}]")
@@ -227,25 +290,226 @@ def draft_mapping(
     for column in columns:
         if column not in chosen:
             continue
-        cand, score = chosen[column]
+        cand, score = chosen[column].cand, chosen[column].score
+        how = chosen[column].why or f"match {score:.0f}"
         lines.append(
-            f"  # {cand.field.label} ({_describe(cand.field)}), from '{column}' (match {score:.0f})"
+            f"  # {_comment_text(cand.field.label)} ({_describe(cand.field)}), "
+            f"from {_yaml_str(column)} ({how})"
         )
-        lines.append(f"  {cand.path}: {_spec(column, cand, kinds[column], schema, sample)}")
+        lines.extend(_spec(column, cand, kinds[column], schema, sample))
     unmatched = [c for c in columns if c not in chosen]
     if unmatched:
-        lines.append("# Columns not mapped (add them above, or leave them out):")
-        lines.extend(f"#   {c}" for c in unmatched)
-    return "\n".join(lines) + "\n"
+        lines.append("# Columns not mapped, and why (map them above, or leave them out):")
+        for column in unmatched:
+            why, suggestion = _why_not(column, obj, schema, used, cands, kinds, sample)
+            lines.append(f"#   {_yaml_str(column)}: {why}")
+            if suggestion:
+                lines.append(f"#     suggestion: {suggestion}")
+    return "\n".join(_one_line(line) for line in lines) + "\n"
+
+
+def _sample_values(sample: pl.DataFrame, column: str) -> list[str]:
+    """The column's non-blank sample values, stripped."""
+    if column not in sample.columns:
+        return []
+    values = sample[column].drop_nulls().str.strip_chars()
+    return [v for v in values.to_list() if v]
+
+
+def _id_fields(obj: ObjectSchema | None) -> list[str]:
+    """Unique text fields of ``obj``: where another system's ids can be kept."""
+    if obj is None:
+        return []
+    return [
+        f.name
+        for f in obj.fields.values()
+        if f.type == "TEXT" and f.is_unique and f.writable and not f.is_system
+    ]
+
+
+def _named_object(column: str, obj: ObjectSchema) -> str | None:
+    """The other object a column's name speaks of ("Associated Company IDs": company)."""
+    tokens = _tokens(column)
+    others = [t for w, t in OTHER_OBJECTS.items() if w in tokens and t != obj.name_singular]
+    return others[0] if others else None
+
+
+def _id_target(
+    column: str, obj: ObjectSchema, schema: WorkspaceSchema
+) -> tuple[Candidate, str] | None:
+    """Where an id column goes: the one unique text field of ``obj`` for its own ids, or
+    the relation to the object it names when that object has one to look them up by."""
+    target = _named_object(column, obj)
+    if target is None:
+        own = _id_fields(obj)
+        if len(own) != 1:
+            return None
+        f = obj.fields[own[0]]
+        return Candidate(f.name, f, ()), f"the unique text field of {obj.name_singular}"
+    relation = _relation_to(obj, target)
+    ids = _id_fields(schema.object(target))
+    if relation is None or len(ids) != 1:
+        return None
+    why = f"ids of {target}, looked up by its unique text field {ids[0]}; one id a row"
+    return Candidate(relation.name, relation, ()), why
+
+
+def _relation_to(obj: ObjectSchema, target: str) -> Field | None:
+    """A relation field of ``obj`` an import can set that points at ``target``."""
+    for f in obj.fields.values():
+        if f.relation is not None and f.relation.target_object == target and f.writable:
+            return f
+    return None
+
+
+def _why_not(
+    column: str,
+    obj: ObjectSchema,
+    schema: WorkspaceSchema,
+    used: dict[str, str],
+    cands: list[Candidate],
+    kinds: dict[str, str | None],
+    sample: pl.DataFrame,
+) -> tuple[str, str | None]:
+    """Why ``column`` is left out of the draft, and a line the user may add instead."""
+    name = obj.name_singular
+    tokens = _tokens(column)
+    col = _yaml_str(column)
+    if _is_id_column(column):
+        target = _named_object(column, obj)
+        if target is None:
+            own = _id_fields(obj)
+            if len(own) > 1:
+                return (
+                    f"{name} has several unique text fields ({', '.join(own)}): "
+                    "map it to the one that keeps these ids",
+                    None,
+                )
+            if own and own[0] in used:
+                return f"{own[0]} is mapped from {_yaml_str(used[own[0]])}", None
+            return (
+                f"no field of {name} holds it; create a unique TEXT field such as hubspotId "
+                "to keep it (and make it the key, so that re-runs match the same records)",
+                None,
+            )
+        relation = _relation_to(obj, target)
+        if relation is not None and relation.name in used:
+            return (
+                f"{relation.name} is mapped from {_yaml_str(used[relation.name])}; "
+                "swap them if this column is the better one",
+                None,
+            )
+        if relation is None:
+            return (
+                f"{name} has no relation to {target} that an import can set; link them "
+                f"from the {target} side, if it has one",
+                None,
+            )
+        ids = _id_fields(schema.object(target))
+        if len(ids) > 1:
+            return (
+                f"{target} has several unique text fields ({', '.join(ids)}): "
+                f"map {relation.name} with lookup: on the one that keeps these ids",
+                f"{relation.name}: {{column: {col}, lookup: {ids[0]}, on_missing: reject}}",
+            )
+        return (
+            f"a relation to {target} by its HubSpot id needs a unique field on {target} "
+            f"holding that id (e.g. hubspotId, filled from the Record ID of the {target} export); "
+            f"{relation.name} takes one id a row",
+            f"{relation.name}: {{column: {col}, lookup: hubspotId, on_missing: reject}}",
+        )
+    if "owner" in tokens:
+        relation = _relation_to(obj, "workspaceMember")
+        if relation is None:
+            return f"{name} has no owner field; create a TEXT field to keep it", None
+        return (
+            f"owners are workspace members, which a lookup finds by id only, and the export "
+            f"holds their names; set {relation.name} in Twenty, or map a column of member ids "
+            f"with {relation.name}: {{column: ..., lookup: id}}",
+            None,
+        )
+    for word, target in OTHER_OBJECTS.items():
+        if word in tokens and name != target:
+            relation = _relation_to(obj, target)
+            if relation is not None and "name" in tokens:
+                return (
+                    f"{target} names are not unique in Twenty, so {relation.name} cannot be "
+                    f"looked up by them; look it up by a unique field of {target} "
+                    f"({', '.join(p for p in _unique_of(schema, target) if p != 'id')}) "
+                    "or by its HubSpot id",
+                    None,
+                )
+            return (
+                f"it describes the {target}, not the {name}: map it in a mapping into {target}",
+                None,
+            )
+    kind = _new_field_kind(_sample_values(sample, column), kinds[column])
+    if "pipeline" in tokens and obj.field("stage") is not None:
+        return (
+            f"Twenty keeps one list of stages for {name}: the stages of every pipeline go "
+            "through stage's values: table; create a field of type SELECT to keep the pipeline",
+            None,
+        )
+    # The targets its name comes close to, those its sample fits first.
+    ranked = sorted(
+        ((_score(column, cand, kinds[column], schema), cand) for cand in cands),
+        key=lambda t: -t[0],
+    )
+    fitting = [(score, cand) for score, cand in ranked if score >= TAKEN_THRESHOLD]
+    fits = KIND_FITS.get(kinds[column] or "", ())
+    fitting.sort(key=lambda t: t[1].field.type not in fits)
+    if fitting:
+        score, best = fitting[0]
+        owner = used.get(best.path) or next(
+            (c for p, c in used.items() if p.split(".")[0] == best.path.split(".")[0]), None
+        )
+        if owner is not None and best.field.type == "PHONES":
+            return (
+                f"{best.path} is mapped from {_yaml_str(owner)} and holds one number; the "
+                "mapping cannot set phones and phones.additionalPhones together yet",
+                f"phones.additionalPhones: {{column: {col}}}  "
+                "(once the mapping takes it beside phones)",
+            )
+        if owner is not None:
+            return (
+                f"{best.path} is mapped from {_yaml_str(owner)}; swap them if this column "
+                "is the better one",
+                None,
+            )
+        spec = _spec(column, best, kinds[column], schema, sample)
+        return (
+            f"its name is close to {best.path} but not enough to be sure (match {score:.0f} "
+            f"of the {THRESHOLD} needed): map it there if that is what it holds, or create "
+            f"a field of type {kind} to keep it",
+            spec[0].strip() if len(spec) == 1 else None,
+        )
+    hint = ""
+    if "country" in tokens and obj.field("phones") is not None:
+        hint = "; phones take one default_country for the whole file"
+    return f"no field of {name} matches it; create a field of type {kind} to keep it{hint}", None
+
+
+def _unique_of(schema: WorkspaceSchema, name: str) -> list[str]:
+    other = schema.object(name)
+    return other.unique_paths if other is not None else []
+
+
+def _new_field_kind(values: list[str], kind: str | None) -> str:
+    """The field type that would keep sample ``values``."""
+    fits = {"email": "EMAILS", "phone": "PHONES", "url": "LINKS", "date": "DATE_TIME"}
+    if kind in fits:
+        return fits[kind]
+    if values and all(re.fullmatch(r"-?\d+([.,]\d+)?", v) for v in values):
+        return "NUMBER"
+    distinct = set(values)
+    if values and len(distinct) <= 20 and len(distinct) * 2 <= len(values):
+        return "SELECT"
+    return "TEXT"
 
 
 def _is_plain(obj: ObjectSchema, path: str) -> bool:
     found = obj.field(path.split(".")[0])
     return found is not None and found.relation is None
-
-
-def _yaml_str(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _describe(f: Field) -> str:
@@ -263,15 +527,110 @@ def _key_for(obj: ObjectSchema, paths: list[str]) -> str | None:
     return None
 
 
+# Characters written as they are inside a YAML double-quoted string or a comment: printable,
+# and not one of the line breaks YAML 1.1 knows beyond \n and \r (NEL, LS, PS) nor a BOM.
+_PLAIN = re.compile(
+    "[\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+)
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"}
+
+
+def _yaml_str(text: str) -> str:
+    """``text`` as a YAML double-quoted string, safe on one line anywhere (values, comments)."""
+    out = []
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif _PLAIN.fullmatch(ch):
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return '"' + "".join(out) + '"'
+
+
+def _scalar(text: str) -> str:
+    """An option value as a plain YAML scalar when it is an identifier, else quoted."""
+    plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text)
+    reserved = text.lower() in ("true", "false", "yes", "no", "on", "off", "null", "y", "n")
+    return text if plain and not reserved else _yaml_str(text)
+
+
+def _comment_text(text: str) -> str:
+    """``text`` as it is when a comment can hold it, else quoted and escaped."""
+    return text if all(_PLAIN.fullmatch(ch) for ch in text) else _yaml_str(text)
+
+
+def _one_line(line: str) -> str:
+    """Last guard: a draft line never carries a line break or unprintable character."""
+    if all(_PLAIN.fullmatch(ch) for ch in line):
+        return line
+    return "".join(ch if _PLAIN.fullmatch(ch) else _yaml_str(ch)[1:-1] for ch in line)
+
+
+def option_table(labels: list[str], f: Field) -> list[tuple[str, str | None, str]]:
+    """Each label -> (label, option value or None, why), matching by label and value.
+
+    A label equal to an option's value or label (case-insensitive) maps to it. Otherwise it
+    maps to the option it is close to only when that is unambiguous: at least
+    OPTION_THRESHOLD, and OPTION_MARGIN above the next option. Any other label is left
+    for the user (None): a guessed table would load wrong data.
+    """
+    names = ", ".join(o.value for o in f.options)
+
+    def compact(text: str) -> str:
+        return re.sub(r"[\W_]+", "", text.casefold())
+
+    out: list[tuple[str, str | None, str]] = []
+    for label in labels:
+        exact = f.option(label)
+        if exact is None and f.type == "RATING" and label.isdigit():
+            # normalize reads 1..n as the n-th rating option
+            index = int(label)
+            exact = f.options[index - 1] if 1 <= index <= len(f.options) else None
+        if exact is not None:
+            out.append((label, exact.value, "same as the option"))
+            continue
+        scores = sorted(
+            (
+                (
+                    max(
+                        fuzz.ratio(compact(label), compact(o.value)),
+                        fuzz.ratio(compact(label), compact(o.label)),
+                    ),
+                    o.value,
+                )
+                for o in f.options
+            ),
+            reverse=True,
+        )
+        best, runner = scores[0], scores[1] if len(scores) > 1 else (0.0, "")
+        if best[0] >= OPTION_THRESHOLD and best[0] - runner[0] >= OPTION_MARGIN:
+            out.append(
+                (label, best[1], f"close to {best[1]} ({best[0]:.0f}; next {runner[0]:.0f})")
+            )
+        else:
+            out.append((label, None, f"options: {names}"))
+    return out
+
+
 def _spec(
     column: str, cand: Candidate, kind: str | None, schema: WorkspaceSchema, sample: pl.DataFrame
-) -> str:
+) -> list[str]:
+    """The draft lines that map ``column`` to ``cand``."""
     f = cand.field
     col = _yaml_str(column)
+    first = f"  {cand.path}: "
     if f.relation is not None:
         target = schema.object(f.relation.target_object)
         lookup = "id"
-        if target is not None:
+        ids = _id_fields(target)
+        if _is_id_column(column) and len(ids) == 1:
+            lookup = ids[0]
+        elif target is not None:
             wanted = {"email": "EMAILS", "url": "LINKS"}.get(kind or "")
             for path in target.unique_paths:
                 head = target.fields.get(path.split(".")[0])
@@ -279,22 +638,41 @@ def _spec(
                     lookup = path
                     if wanted:
                         break
-        return f"{{column: {col}, lookup: {lookup}, on_missing: reject}}"
+        return [first + f"{{column: {col}, lookup: {lookup}, on_missing: reject}}"]
     if f.type == "PHONES":
-        return f"{{column: {col}, default_country: US}}  # set your country"
+        return [first + f"{{column: {col}, default_country: US}}  # set your country"]
     if f.type == "CURRENCY":
-        return f"{{column: {col}, currency: USD}}  # set the currency"
+        return [first + f"{{column: {col}, currency: USD}}  # set the currency"]
     if f.type in ("DATE", "DATE_TIME") and column in sample.columns:
         values = sample[column].drop_nulls()
         _, errors = to_datetime(values, None)
         if errors.drop_nulls().str.contains("ambiguous").any():
-            return f'{{column: {col}, date_format: "%d/%m/%Y"}}  # or %m/%d/%Y'
-    if f.options and column in sample.columns:
-        labels = sample[column].drop_nulls().str.strip_chars().unique().sort().to_list()[:20]
-        unknown = [v for v in labels if v and f.option(v) is None]
-        if unknown:
-            pairs = ", ".join(f"{_yaml_str(v)}: {f.options[0].value}" for v in unknown[:10])
-            return f"{{column: {col}, values: {{{pairs}}}}}  # fix each target value"
-    if f.type == "MULTI_SELECT" or f.type == "ARRAY":
-        return f'{{column: {col}, split: ","}}'
-    return col
+            return [first + f'{{column: {col}, date_format: "%d/%m/%Y"}}  # or %m/%d/%Y']
+    split = f.type in ("MULTI_SELECT", "ARRAY")
+    if f.options:
+        seen = _sample_values(sample, column)
+        if split:
+            seen = [item.strip() for v in seen for item in v.split(",")]
+        labels = sorted({v for v in seen if v})[:40]
+        table = option_table(labels, f)
+        if table:
+            lines = [first.rstrip(), f"    column: {col}"]
+            if split:
+                lines.append('    split: ","')
+            known = [(label, value, why) for label, value, why in table if value is not None]
+            todo = len(known) < len(table)
+            lines.append(
+                ("    values:" if known else "    # values:")
+                + f"  # labels of the first {SAMPLE_ROWS} rows"
+                + ("; replace each ? with an option and uncomment it" if todo else "")
+            )
+            for label, value, why in table:
+                if value is not None:
+                    lines.append(f"      {_yaml_str(label)}: {_scalar(value)}  # {why}")
+            for label, value, why in table:
+                if value is None:
+                    lines.append(f"      # {_yaml_str(label)}: ?  # {why}")
+            return lines
+    if split:
+        return [first + f'{{column: {col}, split: ","}}']
+    return [first + col]
