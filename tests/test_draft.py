@@ -184,7 +184,7 @@ def test_hubspot_deals_stage_table_guesses_nothing(hubspot: Path) -> None:
     # validate refuses each row whose stage is left unmapped, and names the options.
     checked = invoke(hubspot, "validate", str(out), "--json")
     assert checked.exit_code == 3, checked.output
-    report = json.loads(checked.output)
+    report = json.loads(checked.stdout)
     assert (report["rows"], report["valid"], report["rejected"]) == (10, 3, 7)
     with open(report["rejects_file"], encoding="utf-8", newline="") as handle:
         rejected = {int(r["_row"]): r["_reason"] for r in csv.DictReader(handle)}
@@ -211,7 +211,7 @@ def test_filled_in_stage_table_validates(hubspot: Path) -> None:
         text = text.replace(f'      # "{label}": ?', f'      "{label}": {value}')
     out.write_text(text, encoding="utf-8")
     checked = invoke(hubspot, "validate", str(out), "--json")
-    report = json.loads(checked.output)
+    report = json.loads(checked.stdout)
     assert (report["rows"], report["valid"], report["rejected"]) == (10, 6, 4)
 
 
@@ -309,7 +309,7 @@ def test_hostile_option_labels_are_escaped(tmp_path: Path) -> None:
     }
     assert f'      # "closed\\nwon: CUSTOMER": ?  # {STAGE_OPTIONS}' in text.splitlines()
     checked = invoke(tmp_path, "validate", str(out), "--json")
-    report = json.loads(checked.output)
+    report = json.loads(checked.stdout)
     assert (report["rows"], report["valid"], report["rejected"]) == (4, 3, 1)
 
 
