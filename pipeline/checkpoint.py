@@ -197,6 +197,14 @@ class Checkpoint:
             for k, v in self.db.execute("SELECT outcome, COUNT(*) FROM rows GROUP BY outcome")
         }
 
+    def links_left_empty(self) -> int:
+        """Loaded rows with a note: a relation left empty (on_missing: null)."""
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM rows WHERE outcome IN ('created', 'updated', 'restored') "
+            "AND reason IS NOT NULL"
+        ).fetchone()
+        return int(row[0])
+
     def batch_counts(self) -> dict[str, int]:
         """Batches by status."""
         return {

@@ -528,6 +528,11 @@ def _print_import(report: Any) -> None:
     for label, value in rows:
         if value or label in ("read", "rejected"):
             click.echo(f"  {label:<10}{value:>10,}")
+    if report.links_left_empty:
+        click.echo(
+            f"  {report.links_left_empty:,} loaded rows have a link left empty "
+            "(on_missing: null; the note column of success.csv says which and why)"
+        )
     calls = report.calls
     click.echo(
         f"  calls: {calls.get('writes', 0):,} writes, {calls.get('reads', 0):,} reads, "

@@ -57,6 +57,7 @@ class LoadStats:
     lookup_calls: int = 0
     created_targets: int = 0
     rate_limited: int = 0
+    links_left_empty: int = 0
 
     @property
     def loaded(self) -> int:
@@ -71,6 +72,8 @@ class _Item:
     payload: dict[str, Any]
     original: dict[str, Any]
     identity: str | None = None
+    note: str | None = None
+    """Why a link was left empty (on_missing: null): kept in success.csv."""
 
 
 def _get_path(record: dict[str, Any], path: str) -> Any:
@@ -181,13 +184,20 @@ class LookupResolver:
                 record_id = lookup.cache.get(value)
                 if record_id is not None:
                     item.payload[lookup.join_column] = record_id
-                elif lookup.spec.on_missing == "reject":
+                else:
                     reason = (
                         f"{lookup.spec.column or lookup.spec.target}: no "
                         f"{lookup.target.name_singular} has {lookup.path} = {value} "
-                        "(on_missing: reject)"
+                        f"(on_missing: {lookup.spec.on_missing})"
                     )
-                    rejected[item.row] = "; ".join(filter(None, [rejected.get(item.row), reason]))
+                    if lookup.spec.on_missing == "reject":
+                        rejected[item.row] = "; ".join(
+                            filter(None, [rejected.get(item.row), reason])
+                        )
+                    else:  # null: the record loads without this link, and says so
+                        item.note = "; ".join(
+                            filter(None, [item.note, f"link left empty: {reason}"])
+                        )
         return rejected
 
 
@@ -362,7 +372,13 @@ class Loader:
             else:
                 outcome = "updated"
                 self.stats.updated += 1
-            out.append(RowOutcome(item.row, outcome, item.key, record_id=str(answer.get("id"))))
+            out.append(
+                RowOutcome(
+                    item.row, outcome, item.key, record_id=str(answer.get("id")), reason=item.note
+                )
+            )
+            if item.note:
+                self.stats.links_left_empty += 1
         return out
 
 

@@ -491,6 +491,13 @@ def check_mapping(
             problems.append(f"{where}: maps the same field as {clash!r}")
         targets[spec.target] = spec
         if target.relation is not None:
+            if spec.split is not None:
+                problems.append(
+                    f"{where}: split does not apply to a relation: {spec.target} links one "
+                    f"{target.relation.target_object} per record, so a cell such as "
+                    f"'a{spec.split}b' cannot be stored; map one id per row (one row per "
+                    "link in a separate file), or remove split"
+                )
             if spec.lookup is None and spec.value is None and spec.column is not None:
                 problems.append(
                     f"{where}: a relation needs lookup: <unique field of "

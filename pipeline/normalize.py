@@ -942,6 +942,10 @@ def normalize(chunk: pl.DataFrame, plan: Plan) -> Normalized:
             key_field = obj.field(head)
             if key_field is not None and key_field.relation is not None:
                 column = key_field.relation.join_column or head
+                if column not in records.columns:
+                    # a relation looked up by a unique field of its target: the key is
+                    # the looked-up value, normalized like the target's field
+                    column = LOOKUP_PREFIX + column
         expr = pl.col(column)
         if sub and isinstance(records.schema.get(column), pl.Struct):
             expr = expr.struct.field(sub)

@@ -24,7 +24,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.cells import LEDGER_COLUMNS, escape, escape_row, is_ledger, unescape_frame
+from pipeline.cells import LEDGER_COLUMNS, escape_row, is_ledger, unescape_frame
 from pipeline.checkpoint import SCHEMA_VERSION, Checkpoint, RowOutcome, StateError
 from pipeline.client import TwentyClient
 from pipeline.errors import EXIT_REJECTED, InputError, PipelineError
@@ -402,6 +402,7 @@ class ImportReport:
     unchanged: int = 0
     rejected: int = 0
     blank_rows: int = 0
+    links_left_empty: int = 0
     batches: int = 0
     resumed: bool = False
     already_done: bool = False
@@ -431,6 +432,7 @@ class ImportReport:
                 "rejected": self.rejected,
                 "blank_lines_skipped": self.blank_rows,
             },
+            "links_left_empty": self.links_left_empty,
             "batches": self.batches,
             "resumed": self.resumed,
             "already_done": self.already_done,
@@ -521,11 +523,10 @@ def _write_ledgers(checkpoint: Checkpoint, folder: Path, columns: list[str]) -> 
     tmp = folder / "success.csv.tmp"
     with tmp.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["_row", "key", "id", "outcome"])
-        for row, key, record_id, outcome, *_ in checkpoint.iter_rows(rejected=False):
-            writer.writerow(
-                [row, escape((key or "").replace("\x1f", " | ")), record_id or "", outcome]
-            )
+        writer.writerow(["_row", "key", "id", "outcome", "note"])
+        for row, key, record_id, outcome, _stage, note, _ in checkpoint.iter_rows(rejected=False):
+            shown = (key or "").replace("\x1f", " | ")
+            writer.writerow(escape_row([row, shown, record_id or "", outcome, note or ""]))
     tmp.replace(folder / "success.csv")
     tmp = folder / "rejects.csv.tmp"
     with tmp.open("w", encoding="utf-8", newline="") as handle:
@@ -673,6 +674,7 @@ def _count(report: ImportReport, checkpoint: Checkpoint) -> None:
     report.unchanged = counts.get("unchanged", 0)
     report.rejected = counts.get("rejected", 0)
     report.batches = checkpoint.batch_counts().get("done", 0)
+    report.links_left_empty = checkpoint.links_left_empty()
     accounted = report.loaded + report.rejected + report.unchanged
     if accounted != report.rows_read:
         raise LedgerMismatch(

@@ -1,0 +1,89 @@
+"""Relations on real-shaped files: links left empty are counted, split is refused,
+relation paths work as keys (note targets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from pipeline.cli import cli
+from pipeline.sandbox import Sandbox
+from tests.test_import import ledger, people, project, run_import, sandbox
+
+__all__ = ["project", "sandbox"]  # fixtures shared with test_import
+
+
+async def test_on_missing_null_counts_and_explains_every_empty_link(
+    project: Path, sandbox: Sandbox
+) -> None:
+    await run_import(project, sandbox, "companies")
+    mapping = project / "mappings" / "people.yaml"
+    mapping.write_text(
+        mapping.read_text().replace("on_missing: reject", 'on_missing: "null"'), encoding="utf-8"
+    )
+    report = await run_import(project, sandbox, "people")
+    # Marie's company (societe-demo.fr) was rejected, Lucius's is not in the workspace
+    assert (report.loaded, report.rejected, report.links_left_empty) == (8, 4, 2)
+    notes = {r["key"]: r["note"] for r in ledger(project, "people", "success") if r["note"]}
+    assert notes == {
+        "marie.curie@societe-demo.fr": "link left empty: Company Website: no company has "
+        "domainName.primaryLinkUrl = https://societe-demo.fr (on_missing: null)",
+        "lucius@wayne.com": "link left empty: Company Website: no company has "
+        "domainName.primaryLinkUrl = https://unknown-company.com (on_missing: null)",
+    }
+    stored = people(sandbox)
+    assert stored["lucius@wayne.com"]["companyId"] is None
+    assert stored["ada@acme.com"]["companyId"] is not None
+    report_json = (project / "state" / "people" / "report.json").read_text()
+    assert '"links_left_empty": 2' in report_json
+
+
+def test_split_on_a_many_to_one_lookup_is_refused_before_any_call(project: Path) -> None:
+    mapping = project / "mappings" / "deals.yaml"
+    mapping.write_text(
+        "version: 1\nobject: opportunity\nkey: [name]\nfields:\n  name: Deal Name\n"
+        '  pointOfContact: {column: Contact IDs, lookup: emails.primaryEmail, split: ";"}\n',
+        encoding="utf-8",
+    )
+    source = project / "deals.csv"
+    source.write_text("Deal Name,Contact IDs\nBig deal,a@x.io;b@x.io\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        cli, ["validate", str(mapping), str(source), f"--sandbox={project / 'ws.sqlite'}"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "split does not apply to a relation: pointOfContact links one person" in result.output
+
+
+async def test_relation_paths_as_key_give_one_note_target_per_pair(
+    project: Path, sandbox: Sandbox
+) -> None:
+    await run_import(project, sandbox, "companies")
+    await run_import(project, sandbox, "people")
+    engine = sandbox.engine
+    (note,) = engine.create_many(
+        engine.object("note"), [{"title": "Call"}], upsert=False, actor={"name": "test"}
+    )
+    mapping = project / "mappings" / "targets.yaml"
+    mapping.write_text(
+        "version: 1\nobject: noteTarget\nkey: [note, targetPerson]\nfields:\n"
+        "  note: {column: note_id, lookup: id}\n"
+        "  targetPerson: {column: email, lookup: emails.primaryEmail}\n",
+        encoding="utf-8",
+    )
+    source = project / "targets.csv"
+    source.write_text(
+        f"note_id,email\n{note['id']},ADA@acme.com\n{note['id']},grace.hopper@globex.com\n",
+        encoding="utf-8",
+    )
+    first = await run_import(project, sandbox, "targets", source=source)
+    second = await run_import(project, sandbox, "targets", source=source, restart=True)
+    assert (first.created, second.updated, second.created) == (2, 2, 0)
+    targets = engine.find_many(engine.object("noteTarget"), limit=50).records
+    assert len(targets) == 2
+    stored = people(sandbox)
+    assert {t["targetPersonId"] for t in targets} == {
+        stored["ada@acme.com"]["id"],
+        stored["grace.hopper@globex.com"]["id"],
+    }
+    assert {t["noteId"] for t in targets} == {note["id"]}
