@@ -263,14 +263,14 @@ async def test_400_is_a_batch_error_with_twentys_message(make_client: Any) -> No
     body = {
         "statusCode": 400,
         "error": "BadRequestException",
-        "messages": ['Object person doesn\'t have any "foo" field.'],
+        "messages": ["Invalid email value 'ada@' for field \"emails\""],
     }
     handler, seen = sequence(httpx.Response(400, json=body))
     async with make_client(handler, api="rest") as client:
         with pytest.raises(errors.BatchRejectedError) as info:
-            await client.upsert_many(PEOPLE, [{"foo": 1}])
+            await client.upsert_many(PEOPLE, [{"emails": {"primaryEmail": "ada@"}}])
     assert info.value.status_code == 400
-    assert info.value.server_message == 'Object person doesn\'t have any "foo" field.'
+    assert info.value.server_message == "Invalid email value 'ada@' for field \"emails\""
     assert not isinstance(info.value, errors.BatchTooLargeError)
     assert len(seen) == 1
 
