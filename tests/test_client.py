@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import shutil
 import ssl
+import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -827,3 +829,52 @@ def test_call_deadline_defaults_to_three_timeouts() -> None:
         Settings(api_url="https://crm.example.com", api_key=Secret("k"), call_deadline=7.5)
     )
     assert settings_client.call_deadline == 7.5
+
+
+@pytest.fixture
+def self_signed_cert(tmp_path: Any) -> tuple[Any, Any]:
+    """A certificate and key that no CA vouches for (made with openssl)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    command = [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    command += ["-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)]
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+@pytest.fixture
+async def self_signed_server(self_signed_cert: tuple[Any, Any]) -> Any:
+    """A loopback TLS server presenting the self-signed certificate."""
+    cert, key = self_signed_cert
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    yield f"https://localhost:{port}"
+    server.close()
+    await server.wait_closed()
+
+
+async def test_real_self_signed_certificate_fails_at_once_with_advice(
+    self_signed_server: str, sleeps: Any
+) -> None:
+    client = TwentyClient(
+        base_url=self_signed_server,
+        api_key=Secret("sk-test-123"),
+        rate=Rate(1000, 1.0),
+        sleep=sleeps,
+    )
+    async with client:
+        with pytest.raises(errors.TlsError) as info:
+            await client.metadata_objects()
+    assert str(info.value) == (
+        "TLS certificate of localhost could not be verified: self-signed certificate; "
+        "fix the certificate or set SSL_CERT_FILE to a CA bundle that trusts it"
+    )
+    assert sleeps.delays == [] and client.stats.metadata == 1
