@@ -13,6 +13,17 @@ previous one regains no token at all. A client that merely stays under
 (plus a small margin for network jitter), through an ``aiolimiter`` bucket of
 capacity one, while up to ``concurrency`` calls stay in flight so that slow
 answers do not waste the budget.
+
+Trust (the answers are checked, the key never leaks). A write is confirmed only by an
+answer with one record per record sent, each with an id, the ids distinct and equal to
+the ids the client chose (:func:`confirm_written`); anything else is an
+:class:`UnconfirmedWriteError`, retried like a server fault. Every error of a call
+passes through one place (``TwentyClient._send_once``) that replaces the API key by
+``***`` in whatever the server wrote. One call, body read included, has an overall
+deadline (``call_deadline``), since httpx's timeout only bounds each read. Errors of the
+request itself (GraphQL validation, an unknown field) are :class:`RequestRejectedError`
+and stop the run instead of being bisected like bad data; TLS failures are
+:class:`TlsError`, never retried.
 """
 
 from __future__ import annotations
