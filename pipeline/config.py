@@ -126,6 +126,10 @@ def _url_problem(url: str, *, allow_insecure: bool) -> str | None:
         return f"is not a valid URL ({exc}); give the base URL, e.g. https://crm.example.com"
     if not host:
         return "has no host name; give the base URL, e.g. https://crm.example.com"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "holds whitespace or control characters; give the base URL, e.g. https://crm.example.com"
+    if host.isascii() and not re.fullmatch(r"[a-z0-9._-]+|[0-9a-f:.]+", host):
+        return f"has an invalid host name {host!r}; give the base URL, e.g. https://crm.example.com"
     if parts.scheme == "http" and not allow_insecure and not is_loopback(host):
         return (
             f"is plain http:// to {host}, which would send the API key unencrypted over the "

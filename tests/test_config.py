@@ -268,6 +268,16 @@ def test_commands_without_api_calls_ignore_a_bad_key_and_url() -> None:
             "give the base URL, e.g. https://crm.example.com",
         ),
         (
+            "https://exa mple.com",
+            "holds whitespace or control characters; give the base URL, "
+            "e.g. https://crm.example.com",
+        ),
+        (
+            "https://crm_example!.com",
+            "has an invalid host name 'crm_example!.com'; give the base URL, "
+            "e.g. https://crm.example.com",
+        ),
+        (
             "crm.example.com",
             "is not an http(s) URL; give the workspace's base URL, e.g. https://crm.example.com",
         ),
@@ -297,9 +307,19 @@ def test_plain_http_to_a_remote_host_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1:3000", "http://127.8.9.10", "http://[::1]:3000", "http://localhost:3000"],
+    [
+        "http://127.0.0.1:3000",
+        "http://127.8.9.10",
+        "http://[::1]:3000",
+        "http://localhost:3000",
+        "https://crm.example.com:8443/twenty",
+        "https://münchen.example.de",
+        "https://[2001:db8::1]",
+        "https://10.0.0.7",
+    ],
 )
 def test_plain_http_to_loopback_is_fine(url: str) -> None:
+    """And every ordinary host name, IPv4 or IPv6 literal passes the URL checks."""
     assert build_settings({"api_url": url}, {"TWENTY_API_KEY": KEY}).api_url == url
 
 
