@@ -157,6 +157,13 @@ def workspace_options(func: F) -> F:
             "--state-dir",
             help="Folder for checkpoints, ledgers, reports [TWENTY_STATE_DIR; .twenty-pipeline].",
         ),
+        click.option(
+            "--allow-insecure",
+            is_flag=True,
+            default=None,
+            help="Allow plain http:// to a host that is not this machine: the API key "
+            "crosses the network unencrypted [TWENTY_ALLOW_INSECURE].",
+        ),
         click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bars."),
         click.option(
             "--log-format",
@@ -180,6 +187,7 @@ SETTING_FLAGS = (
     "state_dir",
     "quiet",
     "log_format",
+    "allow_insecure",
 )
 
 

@@ -13,6 +13,17 @@ previous one regains no token at all. A client that merely stays under
 (plus a small margin for network jitter), through an ``aiolimiter`` bucket of
 capacity one, while up to ``concurrency`` calls stay in flight so that slow
 answers do not waste the budget.
+
+Trust (the answers are checked, the key never leaks). A write is confirmed only by an
+answer with one record per record sent, each with an id, the ids distinct and equal to
+the ids the client chose (:func:`confirm_written`); anything else is an
+:class:`UnconfirmedWriteError`, retried like a server fault. Every error of a call
+passes through one place (``TwentyClient._send_once``) that replaces the API key by
+``***`` in whatever the server wrote. One call, body read included, has an overall
+deadline (``call_deadline``), since httpx's timeout only bounds each read. Errors of the
+request itself (GraphQL validation, an unknown field) are :class:`RequestRejectedError`
+and stop the run instead of being bisected like bad data; TLS failures are
+:class:`TlsError`, never retried.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import email.utils
 import logging
 import random
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -31,18 +43,31 @@ from typing import Any, Literal, NamedTuple
 import httpx
 from aiolimiter import AsyncLimiter
 
-from pipeline.config import DEFAULT_RATE, ApiFlavour, Rate, Secret, Settings
+from pipeline.config import (
+    DEFAULT_RATE,
+    DEFAULT_TIMEOUT,
+    ApiFlavour,
+    Rate,
+    Secret,
+    Settings,
+    key_advice,
+    key_problem,
+)
 from pipeline.errors import (
     ApiError,
     AuthError,
     BatchRejectedError,
     BatchTooLargeError,
+    ConfigError,
     FatalApiError,
     NotFoundError,
     RateLimitedError,
+    RequestRejectedError,
     RetriableApiError,
     ServerError,
+    TlsError,
     TransportError,
+    UnconfirmedWriteError,
 )
 
 log = logging.getLogger("pipeline.client")
@@ -203,6 +228,9 @@ def map_httpx_errors(method: str, path: str) -> Iterator[None]:
             **where,
         ) from exc
     except (httpx.ConnectError, httpx.ProxyError) as exc:
+        tls = _tls_failure(exc)
+        if tls is not None:
+            raise TlsError(_tls_message(exc, tls), **where) from exc
         raise TransportError(
             f"{method} {path}: cannot connect to {_origin(exc)} ({exc or type(exc).__name__})",
             maybe_applied=False,
@@ -235,6 +263,36 @@ def map_httpx_errors(method: str, path: str) -> Iterator[None]:
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         # LocalProtocolError and anything httpx adds later: not something a retry fixes.
         raise FatalApiError(f"{method} {path}: {type(exc).__name__}: {exc}", **where) from exc
+
+
+def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The ``ssl`` error behind a connect failure (httpx chains httpcore's, which chains it)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _tls_message(exc: httpx.HTTPError, tls: ssl.SSLError) -> str:
+    try:
+        host = exc.request.url.host
+    except RuntimeError:
+        host = "the server"
+    if isinstance(tls, ssl.SSLCertVerificationError):
+        reason = tls.verify_message or tls.reason or str(tls)
+        return (
+            f"TLS certificate of {host} could not be verified: {reason}; fix the certificate "
+            "or set SSL_CERT_FILE to a CA bundle that trusts it"
+        )
+    reason = tls.reason or str(tls)
+    return (
+        f"TLS handshake with {host} failed: {reason}; check that the URL's scheme and port "
+        "serve https (or set SSL_CERT_FILE to a CA bundle that trusts the server)"
+    )
 
 
 def _origin(exc: httpx.HTTPError) -> str:
@@ -279,6 +337,38 @@ def _too_large_limit(message: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+# Twenty's (and graphql-js's) wording for a request that is wrong whatever its records
+# hold: an unknown or unwritable field, a document that fails validation. Per-record
+# data errors ("Invalid value ...", "A duplicate entry ...", "Foreign key violation ...")
+# do not match.
+_REQUEST_FAULT_RE = re.compile(
+    r"Cannot query field"
+    r"|is not defined by type"
+    r"|Unknown (?:argument|type|field)"
+    r"|doesn't have any \"[^\"]*\" field"
+    r"|does not support write operations"
+    r"|is written through its join column"
+    r"|Must provide query string"
+    r"|^Syntax Error",
+    re.IGNORECASE,
+)
+SYSTEMIC_GRAPHQL_CODES = ("GRAPHQL_VALIDATION_FAILED", "GRAPHQL_PARSE_FAILED")
+
+
+def is_request_fault(message: str) -> bool:
+    """True when ``message`` says the request itself is wrong, not one record's data."""
+    return bool(_REQUEST_FAULT_RE.search(message))
+
+
+def _request_rejected(method: str, path: str, messages: str, where: dict[str, Any]) -> ApiError:
+    return RequestRejectedError(
+        f"{method} {path}: Twenty refused the request itself, so every batch would fail "
+        f"the same way; stopped (checkpoint kept: fix the mapping or the API flavour and "
+        f"run again): {messages}",
+        **where,
+    )
+
+
 def error_for_status(
     response: httpx.Response, *, method: str, path: str, key_source: str | None = None
 ) -> ApiError:
@@ -306,6 +396,8 @@ def error_for_status(
     if status == 408 or status >= 500:
         return ServerError(f"{method} {path}: server error {status}: {message}", **where)
     if status in (400, 422):
+        if is_request_fault(message):
+            return _request_rejected(method, path, message, where)
         if "maximum number of records" in message.lower():
             return BatchTooLargeError(
                 f"{method} {path}: {message}", limit=_too_large_limit(message), **where
@@ -330,6 +422,14 @@ def _auth_message(status: int, message: str, key_source: str | None) -> str:
         "Check that the key exists, has not expired or been revoked, and belongs to this "
         "workspace (Settings > APIs & Webhooks)."
     )
+
+
+def _is_systemic_graphql_error(error: Any) -> bool:
+    if not isinstance(error, dict):
+        return False
+    extensions = error.get("extensions")
+    code = extensions.get("code") if isinstance(extensions, dict) else None
+    return code in SYSTEMIC_GRAPHQL_CODES or is_request_fault(str(error.get("message", "")))
 
 
 def graphql_error(
@@ -359,6 +459,8 @@ def graphql_error(
         )
     if code == "NOT_FOUND":
         return NotFoundError(f"{method} {path}: not found: {messages}", **where)
+    if any(_is_systemic_graphql_error(e) for e in errors):
+        return _request_rejected(method, path, messages, where)
     if code in ("BAD_USER_INPUT", "GRAPHQL_VALIDATION_FAILED", "CONFLICT", ""):
         return BatchRejectedError(f"{method} {path}: Twenty refused the data: {messages}", **where)
     return FatalApiError(f"{method} {path}: {code}: {messages}", **where)
@@ -405,6 +507,43 @@ def single_list(data: Any, *, what: str) -> list[Any]:
     raise FatalApiError(f"unexpected answer shape for {what}: no single list under 'data'")
 
 
+def confirm_written(result: Any, sent: list[Record], *, method: str, path: str) -> list[Record]:
+    """``result`` if it confirms every record of ``sent``, else :class:`UnconfirmedWriteError`.
+
+    Confirmed means: a list with exactly one record per record sent, each with an id,
+    the ids distinct, and each equal to the id sent where the client chose it. A 2xx
+    answer that says less (``{}`` per record, a short list) proves nothing was stored.
+    """
+    problem: str | None = None
+    if not isinstance(result, list):
+        problem = "it holds no list of records"
+    elif len(result) != len(sent):
+        problem = f"{len(sent)} records were sent, it holds {len(result)}"
+    else:
+        seen: set[str] = set()
+        for number, (record, answer) in enumerate(zip(sent, result, strict=True), start=1):
+            got = answer.get("id") if isinstance(answer, dict) else None
+            if not isinstance(got, str) or not got:
+                problem = f"record {number} of {len(sent)} has no id"
+                break
+            chosen = record.get("id")
+            if isinstance(chosen, str) and chosen and chosen.lower() != got.lower():
+                problem = f"record {number} was sent with id {chosen}, the answer has id {got}"
+                break
+            if got.lower() in seen:
+                problem = f"id {got} is given to two records"
+                break
+            seen.add(got.lower())
+    if problem is None:
+        return list(result)
+    raise UnconfirmedWriteError(
+        f"{method} {path}: the answer does not confirm the write ({problem}); "
+        "the batch is not recorded as done",
+        method=method,
+        path=path,
+    )
+
+
 # --------------------------------------------------------------------------- client
 
 
@@ -421,6 +560,9 @@ class TwentyClient:
         concurrency: calls in flight at once.
         api: flavour for writes (``graphql`` batch upsert, or REST ``/rest/batch``).
         transport: an httpx transport (``MockTransport``, ``ASGITransport``) for tests.
+        timeout: seconds httpx waits to connect, and for each read or write.
+        call_deadline: seconds one whole call may take, body included (default three
+            times ``timeout``); an overdue call is a retriable transport error.
         max_retries: attempts after the first before a retriable error is raised.
         sleep: the coroutine used for back-off waits (tests pass a recorder).
     """
@@ -435,7 +577,8 @@ class TwentyClient:
         concurrency: int = 4,
         api: ApiFlavour = "graphql",
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 60.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        call_deadline: float | None = None,
         max_retries: int = 8,
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
@@ -443,8 +586,13 @@ class TwentyClient:
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        problem = key_problem(api_key.reveal())
+        if problem is not None:
+            raise ConfigError(key_advice(key_source or "the API key", problem))
         self.api = api
         self.key_source = key_source
+        self.call_deadline = call_deadline if call_deadline is not None else 3 * timeout
+        self._secret = api_key.reveal()
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -485,6 +633,8 @@ class TwentyClient:
             concurrency=settings.concurrency,
             api=settings.api,
             transport=transport,
+            timeout=settings.timeout,
+            call_deadline=settings.call_deadline,
         )
 
     async def __aenter__(self) -> TwentyClient:
@@ -518,19 +668,25 @@ class TwentyClient:
         params: dict[str, Any] | None = None,
         json_body: Any = None,
         idempotent: bool = True,
+        answer: Callable[[Any], Any] | None = None,
     ) -> Any:
         """Send one call with pacing and retries; return its decoded JSON body.
 
         Metadata calls are not paced: Twenty does not count them against the
         workspace bucket (twenty-api.md §5.1). ``idempotent`` false (plain creates)
-        forbids re-sending a call that may have reached the server.
+        forbids re-sending a call that may have reached the server. ``answer``, when
+        given, turns the decoded body into the result and may raise a retriable error
+        (an unconfirmed write), which is retried like any other.
         """
         attempt = 0
         while True:
             try:
-                return await self._send_once(kind, method, path, params, json_body)
+                return await self._send_once(kind, method, path, params, json_body, answer)
             except RetriableApiError as exc:
-                if isinstance(exc, TransportError) and exc.maybe_applied and not idempotent:
+                maybe_applied = isinstance(exc, UnconfirmedWriteError) or (
+                    isinstance(exc, TransportError) and exc.maybe_applied
+                )
+                if maybe_applied and not idempotent:
                     raise
                 attempt += 1
                 if attempt > self.max_retries:
@@ -552,20 +708,63 @@ class TwentyClient:
                 await self._sleep(delay)
 
     async def _send_once(
-        self, kind: CallKind, method: str, path: str, params: dict[str, Any] | None, body: Any
+        self,
+        kind: CallKind,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        body: Any,
+        answer: Callable[[Any], Any] | None,
     ) -> Any:
-        async with self._slots:
-            if kind != "metadata":
-                await self._pacer.wait()
-            self.stats.count(kind)
-            with map_httpx_errors(method, path):
-                response = await self._http.request(method, path, params=params, json=body)
-            self.stats.bytes_sent += len(response.request.content)
-            self.stats.bytes_received += len(response.content)
-        result = decode_answer(response, method=method, path=path, key_source=self.key_source)
+        try:
+            async with self._slots:
+                if kind != "metadata":
+                    await self._pacer.wait()
+                self.stats.count(kind)
+                with map_httpx_errors(method, path):
+                    response = await self._request_in_time(method, path, params, body)
+                self.stats.bytes_sent += len(response.request.content)
+                self.stats.bytes_received += len(response.content)
+            result = decode_answer(response, method=method, path=path, key_source=self.key_source)
+            if answer is not None:
+                result = answer(result)
+        except ApiError as exc:
+            self._redact(exc)
+            raise
         if kind != "metadata":
             self._pacer.succeeded()
         return result
+
+    async def _request_in_time(
+        self, method: str, path: str, params: dict[str, Any] | None, body: Any
+    ) -> httpx.Response:
+        """One request, body read included, within :attr:`call_deadline`.
+
+        httpx's timeout applies to each read, so a server that sends one byte a second
+        never trips it; this deadline bounds the whole call.
+        """
+        try:
+            async with asyncio.timeout(self.call_deadline):
+                return await self._http.request(method, path, params=params, json=body)
+        except TimeoutError as exc:
+            raise TransportError(
+                f"{method} {path}: no complete answer within {self.call_deadline:g}s "
+                "(the server is too slow or stalled while answering)",
+                maybe_applied=True,
+                method=method,
+                path=path,
+            ) from exc
+
+    def _redact(self, exc: ApiError) -> None:
+        """``exc`` with the API key replaced by ``***`` wherever the server echoed it.
+
+        Every error of a call passes here, so no message, reject reason, checkpoint
+        entry or log line downstream can hold the key.
+        """
+        secret = self._secret
+        exc.args = tuple(a.replace(secret, "***") if isinstance(a, str) else a for a in exc.args)
+        if exc.server_message is not None:
+            exc.server_message = exc.server_message.replace(secret, "***")
 
     async def graphql(
         self,
@@ -648,56 +847,68 @@ class TwentyClient:
                 f"mutation Create{obj.plural_type}($data: [{obj.singular_type}CreateInput!]!, "
                 f"$upsert: Boolean) {{ {name}(data: $data, upsert: $upsert) {{ {selection} }} }}"
             )
-            data = await self.graphql(
-                query, {"data": chunk, "upsert": upsert}, kind="write", idempotent=upsert
+
+            def confirm_graphql(body: Any) -> list[Record]:
+                data = body.get("data") if isinstance(body, dict) else None
+                result = data.get(name) if isinstance(data, dict) else None
+                return confirm_written(result, chunk, method="POST", path="/graphql")
+
+            confirmed: list[Record] = await self.request(
+                "write",
+                "POST",
+                "/graphql",
+                json_body={"query": query, "variables": {"data": chunk, "upsert": upsert}},
+                idempotent=upsert,
+                answer=confirm_graphql,
             )
-            result = data.get(name)
-        else:
-            params = {"upsert": "true"} if upsert else None
+            return confirmed
+        path = f"/rest/batch/{obj.plural}"
+
+        def confirm_rest(body: Any) -> list[Record]:
+            data = body.get("data") if isinstance(body, dict) else None
             try:
-                body = await self.request(
-                    "write",
-                    "POST",
-                    f"/rest/batch/{obj.plural}",
-                    params=params,
-                    json_body=chunk,
-                    idempotent=upsert,
-                )
-            except BatchRejectedError as exc:
-                text = (exc.server_message or "").lower()
-                ignored = "record already exists" in text or (
-                    len(chunk) == 1 and "duplicate entry" in text
-                )
-                if upsert and ignored:
-                    # The legacy REST batch handler ignores ?upsert=true (twenty-api.md
-                    # §2.4a): it answers "Record already exists" for a known id, and a
-                    # unique violation for a known key - which an honoured upsert of one
-                    # record cannot cause. Every existing record would fail the same way,
-                    # so stop instead of rejecting them one by one.
-                    raise FatalApiError(
-                        f"{exc.args[0]} - this Twenty server ignores ?upsert=true on REST "
-                        "batch calls (older releases); run again with --api graphql",
-                        status_code=exc.status_code,
-                        method=exc.method,
-                        path=exc.path,
-                        server_message=exc.server_message,
-                    ) from exc
-                if upsert and "duplicate entry" in text:
-                    exc.args = (
-                        f"{exc.args[0]} (if records that already exist fail like this, the "
-                        "server may ignore ?upsert=true on REST: try --api graphql)",
-                    )
-                raise
-            result = single_list(
-                body.get("data") if isinstance(body, dict) else None,
-                what=f"POST /rest/batch/{obj.plural}",
+                result = single_list(data, what=f"POST {path}")
+            except FatalApiError:
+                result = None
+            return confirm_written(result, chunk, method="POST", path=path)
+
+        params = {"upsert": "true"} if upsert else None
+        try:
+            confirmed = await self.request(
+                "write",
+                "POST",
+                path,
+                params=params,
+                json_body=chunk,
+                idempotent=upsert,
+                answer=confirm_rest,
             )
-        if not isinstance(result, list) or len(result) != len(chunk):
-            raise FatalApiError(
-                f"create {obj.plural}: sent {len(chunk)} records, the answer holds "
-                f"{len(result) if isinstance(result, list) else 'no list'}"
+        except BatchRejectedError as exc:
+            text = (exc.server_message or "").lower()
+            ignored = "record already exists" in text or (
+                len(chunk) == 1 and "duplicate entry" in text
             )
-        return result
+            if upsert and ignored:
+                # The legacy REST batch handler ignores ?upsert=true (twenty-api.md
+                # §2.4a): it answers "Record already exists" for a known id, and a
+                # unique violation for a known key - which an honoured upsert of one
+                # record cannot cause. Every existing record would fail the same way,
+                # so stop instead of rejecting them one by one.
+                raise FatalApiError(
+                    f"{exc.args[0]} - this Twenty server ignores ?upsert=true on REST "
+                    "batch calls (older releases); run again with --api graphql",
+                    status_code=exc.status_code,
+                    method=exc.method,
+                    path=exc.path,
+                    server_message=exc.server_message,
+                ) from exc
+            if upsert and "duplicate entry" in text:
+                exc.args = (
+                    f"{exc.args[0]} (if records that already exist fail like this, the "
+                    "server may ignore ?upsert=true on REST: try --api graphql)",
+                )
+            raise
+        return confirmed
 
     # ------------------------------------------------------------------ reads
 

@@ -8,11 +8,15 @@ never its value.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
+from urllib.parse import urlsplit
+
+import httpx
 
 from pipeline.errors import ConfigError
 
@@ -24,6 +28,8 @@ SANDBOX_FILE_NAME = "sandbox.sqlite"
 SANDBOX_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 MAX_BATCH_SIZE = 200  # Twenty's QUERY_MAX_RECORDS (twenty-api.md §2.4)
 DEFAULT_BATCH_SIZE = 60  # what Twenty's docs promise on every release
+DEFAULT_TIMEOUT = 60.0  # seconds httpx waits for connect / each read / each write
+DEFAULT_CALL_DEADLINE = 180.0  # seconds one whole call may take, body included
 
 ENV_PREFIX = "TWENTY_"
 ENV_VARS = (
@@ -63,6 +69,74 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+def key_problem(value: str) -> str | None:
+    """Why ``value`` cannot be sent as an API key, without showing it; None when it can.
+
+    An HTTP header holds one line of visible ASCII: a key with a newline, a space, a
+    control or a non-ASCII character would fail in the HTTP library, whose error
+    message quotes the header, key included.
+    """
+    if not value:
+        return "is empty"
+    if "\n" in value or "\r" in value:
+        return "holds more than one line"
+    if not value.isascii():
+        return "holds non-ASCII characters"
+    if any(c.isspace() for c in value):
+        return "holds whitespace"
+    if any(not c.isprintable() for c in value):
+        return "holds control characters"
+    return None
+
+
+def key_advice(source: str, problem: str) -> str:
+    """The one-line refusal of a key: where it came from, what is wrong, never the key."""
+    return (
+        f"{source}: the API key {problem} (the key is not shown); an API key is one line "
+        "of ASCII letters, digits and punctuation: copy it again from Twenty "
+        "(Settings > APIs & Webhooks)"
+    )
+
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ::1: traffic that never leaves the machine."""
+    host = host.strip("[]").lower()
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_problem(url: str, *, allow_insecure: bool) -> str | None:
+    """Why ``url`` cannot be the workspace URL; None when it can (without any call)."""
+    if not re.match(r"^https?://[^/\s]+", url):
+        return "is not an http(s) URL; give the workspace's base URL, e.g. https://crm.example.com"
+    try:
+        parts = urlsplit(url)
+        host, _port = parts.hostname, parts.port
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        return f"is not a valid URL ({exc}); give the base URL, e.g. https://crm.example.com"
+    if not host:
+        return "has no host name; give the base URL, e.g. https://crm.example.com"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "holds whitespace or control characters; give the base URL, e.g. https://crm.example.com"
+    if host.isascii() and not re.fullmatch(r"[a-z0-9._-]+|[0-9a-f:.]+", host):
+        return f"has an invalid host name {host!r}; give the base URL, e.g. https://crm.example.com"
+    if parts.scheme == "http" and not allow_insecure and not is_loopback(host):
+        return (
+            f"is plain http:// to {host}, which would send the API key unencrypted over the "
+            "network; use https://, or pass --allow-insecure (TWENTY_ALLOW_INSECURE=1) "
+            "if the network between you and the server is trusted"
+        )
+    return None
 
 
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min)?\s*$")
@@ -120,6 +194,10 @@ class Settings:
         state_dir: folder of checkpoints, ledgers and reports.
         quiet: no progress bars.
         log_format: ``text`` or ``json`` log lines on stderr.
+        allow_insecure: plain ``http://`` to a host that is not loopback is allowed.
+        timeout: seconds httpx waits to connect, and for each read or write.
+        call_deadline: seconds one whole call may take, body included (a server that
+            trickles its answer never trips the per-read ``timeout``).
     """
 
     api_url: str | None = None
@@ -133,6 +211,9 @@ class Settings:
     state_dir: Path = DEFAULT_STATE_DIR
     quiet: bool = False
     log_format: LogFormat = "text"
+    allow_insecure: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    call_deadline: float = DEFAULT_CALL_DEADLINE
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -182,17 +263,54 @@ def _choice(
     return text
 
 
+def _flag(raw: tuple[object, str] | None, problems: list[str]) -> bool:
+    if raw is None:
+        return False
+    value, source = raw
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text not in _FALSE:
+        problems.append(f"{source}: {value!r} is not one of 1, 0, true, false, yes, no")
+    return False
+
+
+def _checked_key(value: str, source: str, problems: list[str]) -> Secret | None:
+    problem = key_problem(value)
+    if problem is not None:
+        problems.append(key_advice(source, problem))
+        return None
+    return Secret(value)
+
+
 def _read_key_file(path_text: str, problems: list[str]) -> Secret | None:
+    """The key of a secret file: one line; one trailing newline (LF or CRLF) is dropped."""
     path = Path(path_text)
+    source = f"TWENTY_API_KEY_FILE ({path})"
     try:
-        value = path.read_text(encoding="utf-8").strip()
+        data = path.read_bytes()
     except OSError as exc:
         problems.append(f"TWENTY_API_KEY_FILE: cannot read {path}: {exc.strerror or exc}")
         return None
-    if not value:
+    if data.endswith(b"\r\n"):
+        data = data[:-2]
+    elif data.endswith(b"\n"):
+        data = data[:-1]
+    if not data.strip():
         problems.append(f"TWENTY_API_KEY_FILE: {path} is empty")
         return None
-    return Secret(value)
+    if b"\n" in data or b"\r" in data:
+        problems.append(
+            f"{source}: the file holds more than one line (the key is not shown); "
+            "keep only the key in it, comments included"
+        )
+        return None
+    try:
+        value = data.decode("ascii")
+    except UnicodeDecodeError:
+        problems.append(key_advice(source, "holds non-ASCII characters"))
+        return None
+    return _checked_key(value, source, problems)
 
 
 def _sandbox_path(
@@ -260,15 +378,11 @@ def build_settings(
             problems.append(f"{rate_raw[1]}: {exc}")
 
     sandbox, sandbox_source = _sandbox_path(flags, env, state_dir, problems)
+    allow_insecure = _flag(_pick("allow_insecure", flags, env, "TWENTY_ALLOW_INSECURE"), problems)
     url_raw = _pick("api_url", flags, env, "TWENTY_API_URL")
     api_url: str | None = None
     if url_raw is not None:
         api_url = str(url_raw[0]).strip().rstrip("/")
-        if not re.match(r"^https?://[^/\s]+", api_url):
-            problems.append(
-                f"{url_raw[1]}: {api_url!r} is not an http(s) URL; "
-                "give the workspace's base URL, e.g. https://crm.example.com"
-            )
     if sandbox is not None and url_raw is not None:
         flag_sandbox = sandbox_source == "--sandbox"
         flag_url = url_raw[1] == "--api-url"
@@ -281,30 +395,46 @@ def build_settings(
             api_url = None  # an explicit --sandbox beats a URL from the environment
         else:
             sandbox = None  # an explicit --api-url beats TWENTY_SANDBOX
+    if api_url is not None and url_raw is not None:
+        url_problem = _url_problem(api_url, allow_insecure=allow_insecure)
+        if url_problem is not None:
+            if need_workspace:
+                problems.append(f"{url_raw[1]}: {api_url!r} {url_problem}")
+            api_url = None  # a command that never calls the API does not need it
 
     api_key: Secret | None = None
     key_source: str | None = None
+    key_problems: list[str] = []
     if sandbox is None and sandbox_source is None:
         flag_key = flags.get("api_key")
         env_key = env.get("TWENTY_API_KEY") or None
         key_file = env.get("TWENTY_API_KEY_FILE") or None
         if flag_key is not None:
-            api_key, key_source = Secret(str(flag_key).strip()), "--api-key"
+            key_source = "--api-key"
+            api_key = _checked_key(str(flag_key).strip(), key_source, key_problems)
         elif env_key and key_file:
             problems.append(
                 "both TWENTY_API_KEY and TWENTY_API_KEY_FILE are set: unset one of them"
             )
         elif env_key:
-            api_key, key_source = Secret(env_key.strip()), "TWENTY_API_KEY"
+            key_source = "TWENTY_API_KEY"
+            api_key = _checked_key(env_key.strip(), key_source, key_problems)
         elif key_file:
-            api_key = _read_key_file(key_file, problems)
+            api_key = _read_key_file(key_file, key_problems)
             key_source = f"TWENTY_API_KEY_FILE ({key_file})"
         if need_workspace and api_url is None and url_raw is None:
             problems.append(
                 "no workspace: set TWENTY_API_URL (or --api-url) to your Twenty server, "
                 "or use --sandbox (TWENTY_SANDBOX=1) to work on a local sandbox workspace"
             )
-        if need_workspace and api_key is None and not any("TWENTY_API_KEY" in p for p in problems):
+        if need_workspace:
+            problems.extend(key_problems)  # a command that never calls the API ignores the key
+        if (
+            need_workspace
+            and api_key is None
+            and not key_problems
+            and not any("TWENTY_API_KEY" in p for p in problems)
+        ):
             problems.append(
                 "no API key: set TWENTY_API_KEY, or TWENTY_API_KEY_FILE to a file holding it "
                 "(create one in Twenty under Settings > APIs & Webhooks)"
@@ -324,4 +454,5 @@ def build_settings(
         state_dir=state_dir,
         quiet=bool(flags.get("quiet")),
         log_format=cast(LogFormat, log_format),
+        allow_insecure=allow_insecure,
     )

@@ -10,10 +10,14 @@
     │   ├── RetriableApiError         back off and retry; exhausted -> exit 1
     │   │   ├── RateLimitedError      429, GraphQL "Limit reached" / RATE_LIMITED
     │   │   ├── ServerError           5xx, GraphQL INTERNAL_SERVER_ERROR / TIMEOUT
-    │   │   └── TransportError        timeouts, refused or dropped connections
+    │   │   ├── TransportError        timeouts, refused or dropped connections, overdue calls
+    │   │   └── UnconfirmedWriteError a write answer that does not confirm every record
     │   ├── FatalApiError             abort the run, keep the checkpoint        -> exit 1
     │   │   ├── AuthError             401 / 403 / UNAUTHENTICATED / FORBIDDEN
-    │   │   └── NotFoundError         404, unknown object or route
+    │   │   ├── NotFoundError         404, unknown object or route
+    │   │   ├── RequestRejectedError  the request itself is wrong (GraphQL validation,
+    │   │   │                         unknown field): every batch would fail alike
+    │   │   └── TlsError              the server's TLS certificate cannot be verified
     │   └── BatchRejectedError        Twenty refused this batch's data: isolate the bad
     │       │                         records, reject them, load the rest
     │       └── BatchTooLargeError    "Maximum number of records ..." -> smaller batches
@@ -125,6 +129,16 @@ class TransportError(RetriableApiError):
         self.maybe_applied = maybe_applied
 
 
+class UnconfirmedWriteError(ServerError):
+    """A write answered 2xx but does not confirm every record sent.
+
+    Exactly one record per record sent, each with an id, the ids distinct, and equal
+    to the ids the client chose: anything else leaves the batch unconfirmed. It is
+    retried like a server fault and, exhausted, stops the run with the batch still
+    ``sent`` in the checkpoint (never recorded as done).
+    """
+
+
 class FatalApiError(ApiError):
     """Retrying cannot help: abort the run and keep the checkpoint."""
 
@@ -135,6 +149,20 @@ class AuthError(FatalApiError):
 
 class NotFoundError(FatalApiError):
     """The object, record or route does not exist in this workspace."""
+
+
+class RequestRejectedError(FatalApiError):
+    """Twenty refused the request itself, not one record's data.
+
+    A GraphQL document that fails validation ("Cannot query field ..."), an input
+    field the workspace does not have: every batch would fail the same way, so the
+    run stops at the first one (checkpoint kept) instead of bisecting to single
+    records. ``server_message`` holds Twenty's message.
+    """
+
+
+class TlsError(FatalApiError):
+    """The TLS handshake failed (certificate not verified): a retry cannot fix it."""
 
 
 class BatchRejectedError(ApiError):

@@ -18,7 +18,7 @@ import polars as pl
 
 from pipeline.checkpoint import Checkpoint, Outcome, RowOutcome
 from pipeline.client import PAGE_SIZE, TwentyClient
-from pipeline.errors import BatchRejectedError, BatchTooLargeError
+from pipeline.errors import BatchRejectedError, BatchTooLargeError, UnconfirmedWriteError
 from pipeline.mapping import FieldSpec
 from pipeline.normalize import KEY, KEY_SEPARATOR, LOOKUP_PREFIX, Plan, to_payloads
 from pipeline.read import ROW
@@ -360,8 +360,17 @@ class Loader:
             self.stats.split_calls += 1
             middle = len(items) // 2
             return [*await self._send(items[:middle]), *await self._send(items[middle:])]
+        record_ids = [a.get("id") if isinstance(a, dict) else None for a in answers]
+        if len(answers) != len(items) or not all(isinstance(i, str) and i for i in record_ids):
+            # The client confirms every write answer; this guards the one thing that
+            # must never happen whatever it returns: a row recorded as loaded without
+            # the id of the record that holds it.
+            raise UnconfirmedWriteError(
+                f"upsert {self.plan.object.names.plural}: {len(items)} records sent, the "
+                "answer does not give an id for each; the batch is not recorded as done"
+            )
         out = []
-        for item, answer in zip(items, answers, strict=True):
+        for item, answer, record_id in zip(items, answers, record_ids, strict=True):
             outcome: Outcome
             if item.identity in self.deleted:
                 outcome = "restored"
@@ -373,9 +382,7 @@ class Loader:
                 outcome = "updated"
                 self.stats.updated += 1
             out.append(
-                RowOutcome(
-                    item.row, outcome, item.key, record_id=str(answer.get("id")), reason=item.note
-                )
+                RowOutcome(item.row, outcome, item.key, record_id=str(record_id), reason=item.note)
             )
             if item.note:
                 self.stats.links_left_empty += 1

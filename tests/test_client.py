@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import shutil
+import ssl
+import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,7 +16,7 @@ import pytest
 
 from pipeline import errors
 from pipeline.client import ObjectNames, Pacer, TwentyClient, map_httpx_errors
-from pipeline.config import Rate
+from pipeline.config import Rate, Secret, Settings
 
 PEOPLE = ObjectNames("person", "people")
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -263,14 +266,14 @@ async def test_400_is_a_batch_error_with_twentys_message(make_client: Any) -> No
     body = {
         "statusCode": 400,
         "error": "BadRequestException",
-        "messages": ['Object person doesn\'t have any "foo" field.'],
+        "messages": ["Invalid email value 'ada@' for field \"emails\""],
     }
     handler, seen = sequence(httpx.Response(400, json=body))
     async with make_client(handler, api="rest") as client:
         with pytest.raises(errors.BatchRejectedError) as info:
-            await client.upsert_many(PEOPLE, [{"foo": 1}])
+            await client.upsert_many(PEOPLE, [{"emails": {"primaryEmail": "ada@"}}])
     assert info.value.status_code == 400
-    assert info.value.server_message == 'Object person doesn\'t have any "foo" field.'
+    assert info.value.server_message == "Invalid email value 'ada@' for field \"emails\""
     assert not isinstance(info.value, errors.BatchTooLargeError)
     assert len(seen) == 1
 
@@ -602,3 +605,276 @@ async def test_one_http_client_per_run_and_closed(make_client: Any) -> None:
         await client.upsert_many(PEOPLE, [{"city": "y"}])
         assert client._http is http
     assert http.is_closed
+
+
+# ------------------------------------------------------------------ answers, faults, secrets
+
+
+async def test_unconfirmed_answer_of_a_plain_create_is_not_resent(make_client: Any) -> None:
+    """A create without upsert that answered badly may have been applied: never re-send it."""
+    handler, seen = sequence(rest_created(0))
+    async with make_client(handler, api="rest") as client:
+        with pytest.raises(errors.UnconfirmedWriteError) as info:
+            await client.upsert_many(PEOPLE, [{"city": "x"}], upsert=False)
+    assert str(info.value) == (
+        "POST /rest/batch/people: the answer does not confirm the write (1 records were "
+        "sent, it holds 0); the batch is not recorded as done"
+    )
+    assert len(seen) == 1
+
+
+async def test_unconfirmed_answer_is_retried_then_a_good_one_is_taken(
+    make_client: Any, sleeps: Any
+) -> None:
+    empty = httpx.Response(200, json={"data": {"createPeople": [{}, {}]}})
+    handler, seen = sequence(empty, gql_created(2))
+    async with make_client(handler) as client:
+        out = await client.upsert_many(PEOPLE, [{"city": "x"}, {"city": "y"}])
+    assert out == [{"id": "id-0"}, {"id": "id-1"}]
+    assert len(seen) == 2
+    assert client.stats.retries == 1 and len(sleeps.delays) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("GRAPHQL_VALIDATION_FAILED", 'Cannot query field "foo" on type "Person".'),
+        ("GRAPHQL_PARSE_FAILED", 'Syntax Error: Expected Name, found "}".'),
+        ("", 'Cannot query field "foo" on type "Person".'),
+        ("BAD_USER_INPUT", 'Field "foo" is not defined by type "PersonCreateInput".'),
+    ],
+)
+async def test_graphql_request_faults_stop_at_once(
+    make_client: Any, code: str, message: str
+) -> None:
+    extensions = {"code": code} if code else {}
+    body = {"errors": [{"message": message, "extensions": extensions}]}
+    handler, seen = sequence(httpx.Response(200, json=body))
+    async with make_client(handler) as client:
+        with pytest.raises(errors.RequestRejectedError) as info:
+            await client.upsert_many(PEOPLE, [{"city": "x"}, {"city": "y"}])
+    assert isinstance(info.value, errors.FatalApiError)
+    assert not isinstance(info.value, errors.BatchRejectedError)
+    assert info.value.server_message == message
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "A duplicate entry was detected",
+        "Foreign key violation on companyId: no company with id 5",
+        "Invalid value 'FOO' for field \"stage\"",
+        'Variable "$data" got invalid value "x" at "data[0].id"; Expected type "UUID".',
+    ],
+)
+async def test_graphql_data_errors_stay_batch_errors(make_client: Any, message: str) -> None:
+    body = {"errors": [{"message": message, "extensions": {"code": "BAD_USER_INPUT"}}]}
+    handler, _ = sequence(httpx.Response(200, json=body))
+    async with make_client(handler) as client:
+        with pytest.raises(errors.BatchRejectedError) as info:
+            await client.upsert_many(PEOPLE, [{"city": "x"}])
+    assert info.value.server_message == message
+
+
+def tls_failure(request: httpx.Request) -> httpx.Response:
+    cause = ssl.SSLCertVerificationError(
+        1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate"
+    )
+    cause.verify_message = "self-signed certificate"
+    raise httpx.ConnectError(str(cause), request=request) from cause
+
+
+async def test_tls_verification_failure_is_not_retried(make_client: Any, sleeps: Any) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return tls_failure(request)
+
+    async with make_client(handler) as client:
+        with pytest.raises(errors.TlsError) as info:
+            await client.metadata_objects()
+    assert str(info.value) == (
+        "TLS certificate of crm.example.com could not be verified: self-signed certificate; "
+        "fix the certificate or set SSL_CERT_FILE to a CA bundle that trusts it"
+    )
+    assert info.value.exit_code == 1
+    assert len(seen) == 1 and sleeps.delays == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "sk-test\n# prod key",
+        "sk test",
+        "sk-t\x00est",
+        "sk-tëst",
+        "",
+    ],
+    ids=["two-lines", "space", "control", "non-ascii", "empty"],
+)
+def test_client_refuses_a_key_it_cannot_send(make_client: Any, key: str) -> None:
+    with pytest.raises(errors.ConfigError) as info:
+        make_client(sequence()[0], api_key=Secret(key))
+    assert str(info.value).startswith("TWENTY_API_KEY: the API key ")
+    assert "(the key is not shown)" in str(info.value)
+    if key:
+        assert key not in str(info.value)
+        assert "sk-t" not in str(info.value)
+
+
+async def test_key_echoed_by_the_server_is_redacted_everywhere(
+    make_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    echo = "token sk-test-123 is not allowed here"
+    answers = [
+        httpx.Response(500, json={"statusCode": 500, "messages": [echo], "error": "x"}),
+        httpx.Response(400, json={"statusCode": 400, "messages": [echo], "error": "x"}),
+    ]
+    handler, _ = sequence(*answers)
+    caplog.set_level("WARNING", logger="pipeline.client")
+    async with make_client(handler, api="rest") as client:
+        with pytest.raises(errors.BatchRejectedError) as info:
+            await client.upsert_many(PEOPLE, [{"city": "x"}])
+    assert info.value.server_message == "token *** is not allowed here"
+    assert str(info.value) == (
+        "POST /rest/batch/people: Twenty refused the data: token *** is not allowed here"
+    )
+    assert "server error 500: token *** is not allowed here; retry 1/8" in caplog.text
+    assert "sk-test-123" not in caplog.text
+
+
+async def test_auth_error_echoing_the_key_is_redacted(make_client: Any) -> None:
+    body = {"statusCode": 401, "messages": ["Invalid token Bearer sk-test-123"], "error": "x"}
+    handler, _ = sequence(httpx.Response(401, json=body))
+    async with make_client(handler) as client:
+        with pytest.raises(errors.AuthError) as info:
+            await client.metadata_objects()
+    assert "Invalid token Bearer ***" in str(info.value)
+    assert "sk-test-123" not in str(info.value)
+    assert "sk-test-123" not in (info.value.server_message or "")
+
+
+# ------------------------------------------------------------------ a trickling server
+
+
+@pytest.fixture
+async def trickling_server() -> Any:
+    """A loopback server that sends its headers, then one byte of body every 50 ms."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            body = b'{"data": []}' * 100
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n"
+            )
+            for byte in body:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    def start(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.ensure_future(answer(reader, writer))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    server = await asyncio.start_server(start, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    for task in list(tasks):
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    server.close()
+    await server.wait_closed()
+
+
+async def test_trickling_body_trips_the_call_deadline_and_is_retried(
+    trickling_server: str, sleeps: Any
+) -> None:
+    client = TwentyClient(
+        base_url=trickling_server,
+        api_key=Secret("sk-test-123"),
+        rate=Rate(1000, 1.0),
+        timeout=5.0,
+        call_deadline=0.3,
+        max_retries=1,
+        sleep=sleeps,
+    )
+    started = asyncio.get_running_loop().time()
+    async with client:
+        with pytest.raises(errors.TransportError) as info:
+            await client.find_many(PEOPLE)
+    elapsed = asyncio.get_running_loop().time() - started
+    assert str(info.value) == (
+        "GET /rest/people: no complete answer within 0.3s (the server is too slow or "
+        "stalled while answering) (gave up after 2 attempts)"
+    )
+    assert info.value.maybe_applied
+    assert client.stats.reads == 2 and len(sleeps.delays) == 1
+    assert elapsed < 3.0
+
+
+def test_call_deadline_defaults_to_three_timeouts() -> None:
+    client = TwentyClient(base_url="https://crm.example.com", api_key=Secret("k"), timeout=20)
+    assert client.call_deadline == 60.0
+    settings_client = TwentyClient.from_settings(
+        Settings(api_url="https://crm.example.com", api_key=Secret("k"), call_deadline=7.5)
+    )
+    assert settings_client.call_deadline == 7.5
+
+
+@pytest.fixture
+def self_signed_cert(tmp_path: Any) -> tuple[Any, Any]:
+    """A certificate and key that no CA vouches for (made with openssl)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    command = [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    command += ["-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)]
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+@pytest.fixture
+async def self_signed_server(self_signed_cert: tuple[Any, Any]) -> Any:
+    """A loopback TLS server presenting the self-signed certificate."""
+    cert, key = self_signed_cert
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    yield f"https://localhost:{port}"
+    server.close()
+    await server.wait_closed()
+
+
+async def test_real_self_signed_certificate_fails_at_once_with_advice(
+    self_signed_server: str, sleeps: Any
+) -> None:
+    client = TwentyClient(
+        base_url=self_signed_server,
+        api_key=Secret("sk-test-123"),
+        rate=Rate(1000, 1.0),
+        sleep=sleeps,
+    )
+    async with client:
+        with pytest.raises(errors.TlsError) as info:
+            await client.metadata_objects()
+    assert str(info.value) == (
+        "TLS certificate of localhost could not be verified: self-signed certificate; "
+        "fix the certificate or set SSL_CERT_FILE to a CA bundle that trusts it"
+    )
+    assert sleeps.delays == [] and client.stats.metadata == 1
