@@ -483,8 +483,8 @@ def _why_invalid(national: str, region: str) -> str:
         size = "too short" if len(national) < min(info.lengths) else "wrong length"
         size = "too long" if len(national) > max(info.lengths) else size
         return (
-            f"{size}: a {region} number has {_span(info.lengths)} digits after the country "
-            f"code, this has {len(national)}"
+            f"{size}: {region} numbers have {_span(info.lengths)} digits after the country "
+            f"code, this one has {len(national)}"
         )
     if national[:1] and national[:1] not in info.first_digits:
         return f"no {region} number starts with {national[0]}"
@@ -513,6 +513,15 @@ def parse_one(
         if kind == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
             if text.lstrip().startswith("+"):
                 return None, None, None, f"'{text}' starts with no known +country code"
+            if region_info(region) is not None and region:
+                # e.g. "01 19 99 81 16" for US: 011 is its international prefix
+                digits = re.sub(r"[^0-9]", "", text)
+                return (
+                    None,
+                    None,
+                    None,
+                    _national_reason(text, digits, region, where, origin, unknown),
+                )
             if unknown is not None:
                 return (
                     None,
@@ -543,22 +552,29 @@ def parse_one(
     as_national = (
         home is not None and home.calling == str(code) and not _international(text, region)
     )
-    target = region if as_national and region else phonenumbers.region_code_for_country_code(code)
+    if as_national and region:
+        return None, None, None, _national_reason(text, national, region, where, origin, unknown)
+    target = phonenumbers.region_code_for_country_code(code)
     reason = f"'{text}' is not a valid phone number for {target}"
-    if as_national:
-        reason += where
-    reason += f" ({_why_invalid(national, target)})"
-    if as_national:
-        if unknown is not None:
-            reason += (
-                "; write the row's country as an ISO code (FR) or English name (France), "
-                "or the number with its +country code"
-            )
-        elif origin:
-            reason += "; check the number and the row's country, or write it with its +country code"
-        else:
-            reason += f"; {FIX_HINT}"
-    return None, None, None, reason
+    return None, None, None, f"{reason} ({_why_invalid(national, target)})"
+
+
+def _national_reason(
+    text: str, national: str, region: str, where: str, origin: str | None, unknown: str | None
+) -> str:
+    """The reason for a number written without its country code that ``region`` refuses."""
+    reason = f"'{text}' is not a valid phone number for {region}{where}"
+    reason += f" ({_why_invalid(national, region)})"
+    if unknown is not None:
+        return reason + (
+            "; write the row's country as an ISO code (FR) or English name (France), "
+            "or the number with its +country code"
+        )
+    if origin:
+        return (
+            reason + "; check the number and the row's country, or write it with its +country code"
+        )
+    return f"{reason}; {FIX_HINT}"
 
 
 def _international(text: str, region: str | None) -> bool:
