@@ -341,31 +341,30 @@ def _claims(info: Region, col: pl.Expr) -> pl.Expr:
     return _valid(info, col)
 
 
-def _check_region(part: pl.DataFrame, code: str) -> pl.DataFrame:
-    """Rows read as ``code``: the national number phonenumbers keeps, and whether valid."""
+def _region_exprs(code: str) -> tuple[pl.Expr, pl.Expr]:
+    """For numbers read as ``code``: (the national number phonenumbers keeps, valid?).
+
+    Both are expressions over ``n0``, the digits after the country code.
+    """
     info = region_info(code)
-    if info is None or not info.fast:
-        return part.select("i", pl.lit(False).alias("ok"), pl.col("n0").alias("n"))
     n0 = pl.col("n0")
+    if info is None or not info.fast:
+        return n0, pl.lit(False)
+    number = n0
     if info.prefix:
         # phonenumbers strips the national prefix unless the number was viable with it
         # and is not without it, or what is left has no possible length.
-        matched = n0.str.extract(f"^({info.prefix})", 1)
-        n1 = pl.when(matched.str.len_chars() > 0).then(n0.str.slice(matched.str.len_chars()))
-        part = part.with_columns(n1.alias("n1"))
-        n1c = pl.col("n1")
-        keep = n0.str.contains(info.general) & ~n1c.str.contains(info.general)
-        strip = (
-            n1c.is_not_null() & ~keep & n1c.str.len_chars().is_in(list(info.lengths))
-        ).fill_null(False)
-        part = part.with_columns(pl.when(strip).then(n1c).otherwise(n0).alias("n"))
-    else:
-        part = part.with_columns(n0.alias("n"))
-    n = pl.col("n")
-    ok = _valid(info, n)
+        matched = n0.str.extract(f"^({info.prefix})", 1).str.len_chars()
+        n1 = pl.when(matched > 0).then(n0.str.slice(matched))
+        keep = n0.str.contains(info.general) & ~n1.str.contains(info.general)
+        strip = (n1.is_not_null() & ~keep & n1.str.len_chars().is_in(list(info.lengths))).fill_null(
+            False
+        )
+        number = pl.when(strip).then(n1).otherwise(n0)
+    ok = _valid(info, number)
     regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(info.calling), ())
     if len(regions) > 1:
-        ok = ok & _claims(info, n)
+        ok = ok & _claims(info, number)
         for earlier in regions[: regions.index(code)] if code in regions else regions:
             other = region_info(earlier)
             if other is None:
@@ -373,8 +372,18 @@ def _check_region(part: pl.DataFrame, code: str) -> pl.DataFrame:
             if not other.fast:
                 ok = pl.lit(False)
                 break
-            ok = ok & ~_claims(other, n)
-    return part.select("i", ok.fill_null(False).alias("ok"), "n")
+            ok = ok & ~_claims(other, number)
+    return number, ok.fill_null(False)
+
+
+def _check_region(part: pl.DataFrame, code: str) -> pl.DataFrame:
+    """Rows read as ``code`` (``i``, ``n0``) -> ``i``, ``ok``, ``n``."""
+    number, ok = _region_exprs(code)
+    return part.lazy().select("i", ok.alias("ok"), number.alias("n")).collect()
+
+
+# Up to this many regions in a chunk are checked in one pass over it; more, by groups.
+ONE_PASS_REGIONS = 4
 
 
 def fast_phones(raw: pl.Series, home: pl.Series) -> pl.DataFrame:
@@ -389,36 +398,43 @@ def fast_phones(raw: pl.Series, home: pl.Series) -> pl.DataFrame:
     keys, mains = list(codes), list(codes.values())
     homes = home.drop_nulls().unique().to_list()
     infos = [region_info(h) for h in homes]
-    facts = pl.DataFrame(
-        {
-            "home": homes,
-            "h_calling": [i.calling if i else None for i in infos],
-            "h_idd": [(i.idd if i else None) for i in infos],
-        },
-        schema={"home": pl.String, "h_calling": pl.String, "h_idd": pl.String},
-    )
-    frame = (
-        pl.DataFrame({"raw": raw, "home": home})
-        .with_row_index("i")
-        .join(facts, on="home", how="left", maintain_order="left")
-        .with_columns(
-            pl.col("raw").str.replace_all(r"[\s().\-/\u00a0]", "").alias("clean"),
+    frame = pl.DataFrame({"raw": raw, "home": home}).lazy()
+    if len(homes) == 1 and home.null_count() == 0:  # one country for the chunk
+        only = infos[0]
+        frame = frame.with_columns(
+            pl.lit(only.calling if only else None, dtype=pl.String).alias("h_calling"),
+            pl.lit(only.idd if only else None, dtype=pl.String).alias("h_idd"),
+        )
+    else:
+        facts = pl.DataFrame(
+            {
+                "home": homes,
+                "h_calling": [i.calling if i else None for i in infos],
+                "h_idd": [(i.idd if i else None) for i in infos],
+            },
+            schema={"home": pl.String, "h_calling": pl.String, "h_idd": pl.String},
+        ).lazy()
+        frame = frame.join(facts, on="home", how="left", maintain_order="left").with_columns(
             # no home country: "00" is read as the international prefix
             pl.when(pl.col("home").is_null())
             .then(pl.lit("00"))
             .otherwise(pl.col("h_idd"))
             .alias("h_idd"),
         )
-    )
+    clean = pl.col("raw").str.replace_all(r"[\s().\-/\u00a0]", "")
+    frame = frame.with_columns(clean.alias("clean"))
     clean = pl.col("clean")
     simple = clean.str.contains(r"^\+?[0-9]{5,20}$").fill_null(False) & ~pl.col("raw").str.contains(
         r"\(0\)"
     ).fill_null(False)
-    by_idd = pl.col("h_idd").is_not_null() & clean.str.starts_with(pl.col("h_idd")).fill_null(False)
+    plus = clean.str.starts_with("+")
+    by_idd = (pl.col("h_idd").is_not_null() & clean.str.starts_with(pl.col("h_idd"))).fill_null(
+        False
+    )
     frame = frame.with_columns(
         simple.alias("simple"),
-        (clean.str.starts_with("+") | by_idd).alias("intl"),
-        pl.when(clean.str.starts_with("+"))
+        (plus | by_idd).alias("intl"),
+        pl.when(plus)
         .then(clean.str.slice(1))
         .when(by_idd)
         .then(clean.str.slice(pl.col("h_idd").str.len_chars()))
@@ -438,29 +454,40 @@ def fast_phones(raw: pl.Series, home: pl.Series) -> pl.DataFrame:
         pl.when(pl.col("intl")).then(lookup).otherwise(pl.col("h_calling")).alias("cc")
     )
     cc = pl.col("cc")
-    frame = frame.with_columns(
-        pl.when(pl.col("intl")).then(d.str.slice(cc.str.len_chars())).otherwise(d).alias("n0"),
+    region = (
         pl.when(cc == pl.col("h_calling"))
         .then(pl.col("home"))
         .otherwise(cc.replace_strict(keys, mains, default=None, return_dtype=pl.String))
-        .alias("c"),
     )
-    todo = frame.filter(pl.col("simple") & cc.is_not_null() & pl.col("c").is_not_null())
+    todo = pl.col("simple") & cc.is_not_null()
+    frame = frame.select(
+        pl.when(pl.col("intl")).then(d.str.slice(cc.str.len_chars())).otherwise(d).alias("n0"),
+        pl.when(todo).then(region).alias("c"),
+        pl.format("+{}", cc).alias("k"),
+    )
+    table = frame.collect()
+    regions = table["c"].drop_nulls().unique().to_list()
+    if len(regions) <= ONE_PASS_REGIONS:
+        number: pl.Expr = pl.col("n0")
+        ok: pl.Expr = pl.lit(False)
+        for code in regions:
+            n_r, ok_r = _region_exprs(str(code))
+            mine = pl.col("c") == code
+            number = pl.when(mine).then(n_r).otherwise(number)
+            ok = pl.when(mine).then(ok_r).otherwise(ok)
+        return (
+            table.lazy()
+            .select(ok.fill_null(False).alias("ok"), number.alias("n"), "c", "k")
+            .collect()
+        )
+    indexed = table.with_row_index("i")
     checked = [
-        _check_region(part.select("i", "n0"), str(code)) for (code,), part in todo.group_by("c")
+        _check_region(part.select("i", "n0"), str(code))
+        for (code,), part in indexed.filter(pl.col("c").is_not_null()).group_by("c")
     ]
-    verdict = (
-        pl.concat(checked)
-        if checked
-        else pl.DataFrame(schema={"i": pl.UInt32, "ok": pl.Boolean, "n": pl.String})
-    )
-    out = frame.select("i", "c", "cc").join(verdict, on="i", how="left", maintain_order="left")
-    return out.select(
-        pl.col("ok").fill_null(False),
-        "n",
-        "c",
-        pl.format("+{}", pl.col("cc")).alias("k"),
-    )
+    verdict = pl.concat(checked)
+    out = indexed.join(verdict, on="i", how="left", maintain_order="left")
+    return out.select(pl.col("ok").fill_null(False), pl.col("n").fill_null(pl.col("n0")), "c", "k")
 
 
 # --------------------------------------------------------------------------- slow path

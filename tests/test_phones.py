@@ -12,6 +12,7 @@ import phonenumbers
 import polars as pl
 import pytest
 
+from pipeline import phones
 from pipeline.client import TwentyClient
 from pipeline.config import Rate, Secret
 from pipeline.errors import MappingError
@@ -291,8 +292,13 @@ def test_fast_path_takes_the_everyday_forms_without_the_library() -> None:
     assert fast["c"].to_list() == ["FR", "DE", "GB", "US", "ES"]
 
 
-def test_fast_path_accepts_only_what_phonenumbers_calls_valid() -> None:
-    """Every number the vectorized path keeps is the one phonenumbers gives, exactly."""
+@pytest.mark.parametrize("one_pass", [0, 100])
+def test_fast_path_accepts_only_what_phonenumbers_calls_valid(
+    one_pass: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every number the vectorized path keeps is the one phonenumbers gives, exactly
+    (regions checked by groups, and all in one pass)."""
+    monkeypatch.setattr(phones, "ONE_PASS_REGIONS", one_pass)
     rng = random.Random(7)
     regions = ["US", "CA", "FR", "DE", "GB", "ES", "IT", "JE", "RU", "KZ", "NL", "CH", "AU", "MX"]
     values: list[str] = []
