@@ -183,6 +183,7 @@ def test_invalid_for_the_rows_country_names_it() -> None:
         (None, None, "c@x.io", "+99 123 456", None, None),
         (None, None, "d@x.io", "06 12 34 56 78", None, None),
         (None, None, "e@x.io", "call me", None, "France"),
+        (None, None, "f@x.io", "06 12 34 56 78", None, "Narnia"),
     ]
     r = run(fields, rows)
     assert r.records.height == 0
@@ -198,6 +199,9 @@ def test_invalid_for_the_rows_country_names_it() -> None:
         5: "Phone Number: '06 12 34 56 78' has no +country code and no country to read it "
         "with; set default_country or country_column, or write it with its +country code",
         6: "Phone Number: 'call me' is not a phone number",
+        7: "Phone Number: '06 12 34 56 78' has no +country code and the row's country "
+        "'Narnia' is not a country name; write the country as an ISO code (FR) or English "
+        "name (France), set default_country, or write the number with its +country code",
     }
 
 
