@@ -127,7 +127,7 @@ def _name_key(text: str) -> str:
     folded = folded.replace("&", " and ")
     folded = re.sub(r"[.,()]", " ", folded)
     folded = re.sub(r"\s+", " ", folded).strip()
-    return folded[4:] if folded.startswith("the ") and folded[4:] not in ("",) else folded
+    return folded.removeprefix("the ")
 
 
 @lru_cache(maxsize=1)
@@ -157,7 +157,7 @@ def row_countries(
     """Per row: (region to read the number with, the row's unknown country name or null)."""
     fallback = pl.lit(default, dtype=pl.String)
     if countries is None:
-        return pl.select(fallback.repeat_by(n).explode()).to_series().alias("home"), pl.Series(
+        return pl.Series("home", [default] * n, dtype=pl.String), pl.Series(
             "unknown", [None] * n, dtype=pl.String
         )
     text = countries.cast(pl.String).str.strip_chars()
