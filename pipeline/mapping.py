@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import phonenumbers
 import yaml
 
 from pipeline.errors import MappingError
@@ -50,6 +51,7 @@ SPEC_KEYS = {
     "currency",
     "currency_column",
     "default_country",
+    "country_column",
     "lookup",
     "on_missing",
 }
@@ -84,13 +86,14 @@ class FieldSpec:
     currency: str | None = None
     currency_column: str | None = None
     default_country: str | None = None
+    country_column: str | None = None
     lookup: str | None = None
     on_missing: OnMissing = "reject"
 
     @property
     def columns(self) -> list[str]:
         """Every source column this spec reads."""
-        out = [c for c in (self.column, self.currency_column) if c]
+        out = [c for c in (self.column, self.currency_column, self.country_column) if c]
         if self.template:
             out += re.findall(r"\{([^{}]+)\}", self.template)
         return out
@@ -401,6 +404,13 @@ def _parse_spec(
     ):
         problems.append(f"{where}: default_country is a 2-letter ISO code, e.g. US")
         country = None
+    elif country is not None and country.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        problems.append(f"{where}: default_country {country!r} is not a country code, e.g. US")
+        country = None
+    country_column = raw.get("country_column")
+    if country_column is not None and not isinstance(country_column, str):
+        problems.append(f"{where}: country_column must be a column name")
+        country_column = None
     required = raw.get("required", False)
     if not isinstance(required, bool):
         problems.append(f"{where}: required is true or false")
@@ -423,6 +433,7 @@ def _parse_spec(
         currency=currency.upper() if currency else None,
         currency_column=raw.get("currency_column"),
         default_country=country.upper() if country else None,
+        country_column=country_column,
         lookup=raw.get("lookup"),
         on_missing=on_missing,
     )
@@ -482,8 +493,8 @@ def check_mapping(
                 t
                 for t in targets
                 if t == spec.target
-                or t.startswith(spec.target + ".")
-                or spec.target.startswith(t + ".")
+                or (t.startswith(spec.target + ".") and not _adds_phones(target.type, t, sub))
+                or (spec.target.startswith(t + ".") and not _adds_phones(target.type, t, sub))
             ),
             None,
         )
@@ -532,6 +543,8 @@ def check_mapping(
             problems.append(f"{where}: map the address sub-fields (address.addressCity, ...)")
         if spec.currency_column and spec.currency:
             problems.append(f"{where}: give currency or currency_column, not both")
+        if spec.country_column and target.type != "PHONES":
+            problems.append(f"{where}: country_column only applies to PHONES fields")
         if columns is not None:
             for column in spec.columns:
                 if column not in columns:
@@ -548,6 +561,15 @@ def check_mapping(
     if problems:
         raise MappingError(problems)
     return obj
+
+
+def _adds_phones(kind: str, other: str, sub: str | None) -> bool:
+    """A whole PHONES field (its primary number) and its additionalPhones map together."""
+    if kind != "PHONES":
+        return False
+    if sub == "additionalPhones":
+        return "." not in other
+    return sub is None and other.endswith(".additionalPhones")
 
 
 def _check_key(mapping: Mapping, obj: ObjectSchema) -> list[str]:

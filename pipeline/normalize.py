@@ -22,7 +22,6 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-import phonenumbers
 import polars as pl
 from email_validator import EmailNotValidError, validate_email
 
@@ -33,6 +32,7 @@ from pipeline.mapping import (
     key_is_unique,
     key_paths,
 )
+from pipeline.phones import PHONE_PARTS, to_phone, to_phone_list
 from pipeline.read import ROW
 from pipeline.schema import Field, ObjectSchema, WorkspaceSchema
 
@@ -545,165 +545,6 @@ def to_json_text(raw: pl.Series) -> _Out:
     return _Out(value, _invalid(raw, value, "valid JSON"))
 
 
-# --------------------------------------------------------------------------- phones
-
-
-PHONE_STRUCT = pl.Struct(
-    {
-        "primaryPhoneNumber": pl.String,
-        "primaryPhoneCountryCode": pl.String,
-        "primaryPhoneCallingCode": pl.String,
-    }
-)
-EXTRA_PHONE = pl.Struct({"number": pl.String, "countryCode": pl.String, "callingCode": pl.String})
-
-
-@lru_cache(maxsize=200_000)
-def _phone(text: str, region: str | None) -> tuple[str | None, str | None, str | None, str | None]:
-    """The slow path: phonenumbers on one value, with its own words for what is wrong."""
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException as exc:
-        return None, None, None, str(exc.args[0] if exc.args else exc)
-    if not phonenumbers.is_possible_number(number):
-        hint = (
-            "" if region or text.lstrip().startswith("+") else " (no country: set default_country)"
-        )
-        return None, None, None, f"not a valid phone number{hint}"
-    code = number.country_code or 0
-    country = phonenumbers.region_code_for_number(number) or (
-        phonenumbers.region_code_for_country_code(code)
-    )
-    return str(phonenumbers.national_significant_number(number)), country, f"+{code}", None
-
-
-@lru_cache(maxsize=1)
-def _calling_codes() -> dict[str, str]:
-    """Calling code -> its main region, from phonenumbers' metadata."""
-    return {
-        str(code): regions[0]
-        for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
-        if regions and regions[0] != "001"
-    }
-
-
-@lru_cache(maxsize=64)
-def _region_facts(region: str) -> tuple[str, str | None, tuple[int, ...], str | None]:
-    """(calling code, national prefix, possible lengths, international prefix) of a region."""
-    meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
-    if meta is None:
-        return "", None, (), None
-    desc = meta.general_desc
-    lengths = tuple(desc.possible_length or ()) if desc is not None else ()
-    return str(meta.country_code), meta.national_prefix, lengths, meta.international_prefix
-
-
-def _fast_phones(raw: pl.Series, country: str | None) -> pl.DataFrame:
-    """Vectorized parse of the everyday shapes; ``ok`` false sends a value to phonenumbers.
-
-    International numbers (``+33 6 12 34 56 78``, ``0033 ...``) take their calling code
-    from the E.164 prefix table; national ones (``06 12 34 56 78``) take the default
-    country's and lose its trunk prefix. A number is accepted here only when its
-    length is one the region allows. Where a calling code is shared (+1, +44, +7) the
-    default country is used when it shares it, else the code's main country.
-    """
-    codes = _calling_codes()
-    cleaned = raw.str.replace_all(r"[\s().\-/\u00a0]", "")
-    simple = cleaned.str.contains(r"^(\+|00)?\d{5,17}$").fill_null(False) & ~raw.str.contains(
-        r"\(0\)"
-    ).fill_null(False)
-    default_code, trunk, _, intl = _region_facts(country) if country else ("", None, (), None)
-    intl_prefix = intl if intl and intl.isdigit() else "00"
-    international = cleaned.str.starts_with("+") | cleaned.str.starts_with(intl_prefix)
-    digits = pl.select(
-        pl.when(cleaned.str.starts_with("+"))
-        .then(cleaned.str.slice(1))
-        .when(cleaned.str.starts_with(intl_prefix))
-        .then(cleaned.str.slice(len(intl_prefix)))
-        .otherwise(cleaned)
-    ).to_series()
-    keys, regions = list(codes), list(codes.values())
-    cc = pl.select(
-        pl.when(digits.str.slice(0, 1).is_in(keys))
-        .then(digits.str.slice(0, 1))
-        .when(digits.str.slice(0, 2).is_in(keys))
-        .then(digits.str.slice(0, 2))
-        .when(digits.str.slice(0, 3).is_in(keys))
-        .then(digits.str.slice(0, 3))
-    ).to_series()
-    cc = pl.select(
-        pl.when(international).then(cc).otherwise(pl.lit(default_code or None, dtype=pl.String))
-    ).to_series()
-    national = pl.select(
-        pl.when(international).then(digits.str.slice(cc.str.len_chars())).otherwise(digits)
-    ).to_series()
-    if trunk:
-        lengths = _region_facts(country or "")[2]
-        strip = (
-            ~international
-            & national.str.starts_with(trunk)
-            & (~national.str.len_chars().is_in(list(lengths)) if lengths else pl.lit(True))
-        )
-        national = pl.select(
-            pl.when(strip).then(national.str.slice(len(trunk))).otherwise(national)
-        ).to_series()
-    main = cc.replace_strict(keys, regions, default=None, return_dtype=pl.String)
-    region = (
-        pl.select(
-            pl.when(cc == default_code).then(pl.lit(country, dtype=pl.String)).otherwise(main)
-        ).to_series()
-        if country
-        else main
-    )
-    pairs = [(r, n) for r in region.drop_nulls().unique().to_list() for n in _region_facts(r)[2]]
-    allowed = pl.DataFrame(
-        {"r": [p[0] for p in pairs], "n": [p[1] for p in pairs], "fits": [True] * len(pairs)},
-        schema={"r": pl.String, "n": pl.UInt32, "fits": pl.Boolean},
-    )
-    length_ok = pl.DataFrame({"r": region, "n": national.str.len_chars()}).join(
-        allowed, on=["r", "n"], how="left", maintain_order="left"
-    )["fits"]
-    ok = simple & cc.is_not_null() & region.is_not_null() & length_ok.fill_null(False)
-    return pl.DataFrame(
-        {"ok": ok, "n": national, "c": region, "k": pl.select(pl.format("+{}", cc)).to_series()}
-    )
-
-
-def to_phone(raw: pl.Series, country: str | None) -> tuple[pl.Series, pl.Series]:
-    """Phone numbers -> (struct of number / country / calling code, error)."""
-    fast = _fast_phones(raw, country)
-    slow_values = raw.filter(raw.is_not_null() & ~fast["ok"]).unique().to_list()
-    parsed = [_phone(v, country) for v in slow_values]
-    table = pl.DataFrame(
-        {
-            "raw": slow_values,
-            "n": [p[0] for p in parsed],
-            "c": [p[1] for p in parsed],
-            "k": [p[2] for p in parsed],
-            "e": [p[3] for p in parsed],
-        },
-        schema={"raw": pl.String, "n": pl.String, "c": pl.String, "k": pl.String, "e": pl.String},
-    )
-    joined = pl.DataFrame({"raw": raw}).join(table, on="raw", how="left", maintain_order="left")
-    ok = fast["ok"]
-    number = pl.select(pl.when(ok).then(fast["n"]).otherwise(joined["n"])).to_series()
-    region = pl.select(pl.when(ok).then(fast["c"]).otherwise(joined["c"])).to_series()
-    calling = pl.select(pl.when(ok).then(fast["k"]).otherwise(joined["k"])).to_series()
-    value = pl.select(
-        pl.when(number.is_not_null()).then(
-            pl.struct(
-                number.alias("primaryPhoneNumber"),
-                region.alias("primaryPhoneCountryCode"),
-                calling.alias("primaryPhoneCallingCode"),
-            )
-        )
-    ).to_series()
-    error = pl.select(
-        pl.when(~ok & joined["e"].is_not_null()).then(pl.format("'{}' is {}", raw, joined["e"]))
-    ).to_series()
-    return value, error
-
-
 # --------------------------------------------------------------------------- fields
 
 
@@ -736,13 +577,22 @@ def _struct(series: dict[str, pl.Series], n: int) -> pl.Series:
     ).to_series()
 
 
-def evaluate(raw: pl.Series, spec: FieldSpec, f: Field, sub: str | None, plan: Plan) -> _Out:
+def evaluate(
+    raw: pl.Series,
+    spec: FieldSpec,
+    f: Field,
+    sub: str | None,
+    plan: Plan,
+    country: pl.Series | None = None,
+) -> _Out:
     """One spec's text (see :func:`raw_text`) typed: its value and its per-row error.
 
     Columns that repeat their values (cities, companies, stages, dates) are typed once
-    per distinct value and mapped back.
+    per distinct value and mapped back. ``country`` is a phone spec's per-row country.
     """
     n = raw.len()
+    if country is not None:
+        return _typed(raw, spec, f, sub, plan, country)
     # A sample spread over the chunk (not its head: exports are often sorted) says
     # whether hashing the whole column can pay.
     sample = raw.gather_every(max(n // 500, 1)) if n >= 1000 else None
@@ -775,7 +625,14 @@ def _evaluate(raw: pl.Series, spec: FieldSpec, f: Field, sub: str | None, plan: 
     return _typed(raw, spec, f, sub, plan)
 
 
-def _typed(raw: pl.Series, spec: FieldSpec, f: Field, sub: str | None, plan: Plan) -> _Out:
+def _typed(
+    raw: pl.Series,
+    spec: FieldSpec,
+    f: Field,
+    sub: str | None,
+    plan: Plan,
+    country: pl.Series | None = None,
+) -> _Out:
     n = raw.len()
     t = f.type
     if t == "EMAILS":
@@ -803,21 +660,14 @@ def _typed(raw: pl.Series, spec: FieldSpec, f: Field, sub: str | None, plan: Pla
             return _Out(_struct({"primaryLinkUrl": link.value}, n), link.error)
         return link
     if t == "PHONES":
-        if sub in ("primaryPhoneCountryCode", "primaryPhoneCallingCode"):
+        if sub in PHONE_PARTS:
             return _Out(raw, _no_error(n))
+        where = spec.country_column
         if sub == "additionalPhones":
-
-            def extra(items: pl.Series) -> _Out:
-                value, error = to_phone(items, spec.default_country)
-                return _Out(
-                    value.struct.rename_fields(["number", "countryCode", "callingCode"]), error
-                )
-
-            return _list_of(raw, spec.split or ",", extra)
-        value, error = to_phone(raw, spec.default_country)
-        if sub == "primaryPhoneNumber":
-            return _Out(value.struct.field("primaryPhoneNumber"), error)
-        return _Out(value, error)
+            items = to_phone_list(raw, spec.split or ",", spec.default_country, country, where)
+            return _Out(*items)
+        # primaryPhoneNumber too: the whole struct, spread by normalize() (PHONE_PARTS)
+        return _Out(*to_phone(raw, spec.default_country, country, where))
     if t == "CURRENCY":
         if sub == "currencyCode":
             code = raw.str.to_uppercase()
@@ -891,6 +741,7 @@ def normalize(chunk: pl.DataFrame, plan: Plan) -> Normalized:
     top: dict[str, pl.Series] = {}
     subs: dict[str, dict[str, pl.Series]] = {}
     lookups: dict[str, pl.Series] = {}
+    implied: dict[str, pl.Series] = {}
 
     raws = raw_texts(chunk, plan.mapping.fields, plan.nulls)
 
@@ -898,7 +749,14 @@ def normalize(chunk: pl.DataFrame, plan: Plan) -> Normalized:
         spec, raw = item
         resolved = obj.resolve_path(spec.target)
         assert resolved is not None  # checked by make_plan
-        return raw, evaluate(raw, spec, resolved[0], resolved[1], plan)
+        country = (
+            raw_text(
+                chunk, FieldSpec(spec.target, spec.line, column=spec.country_column), plan.nulls
+            )
+            if spec.country_column
+            else None
+        )
+        return raw, evaluate(raw, spec, resolved[0], resolved[1], plan, country)
 
     # Specs are independent and polars releases the GIL while it computes, so two
     # threads keep both cores busy.
@@ -925,9 +783,18 @@ def normalize(chunk: pl.DataFrame, plan: Plan) -> Normalized:
                 lookups[join] = out.value
         elif sub is None:
             top[f.name] = out.value
+        elif f.type == "PHONES" and sub == "primaryPhoneNumber":
+            implied[f.name] = out.value  # the number with its country and calling code
         else:
             subs.setdefault(f.name, {})[sub] = out.value
+    for name, whole in implied.items():
+        parts = subs.setdefault(name, {})
+        for part in ("primaryPhoneNumber", *PHONE_PARTS):  # a mapped sub-field wins
+            parts.setdefault(part, whole.struct.field(part))
     for name, parts in subs.items():
+        if name in top:  # the whole field and more sub-fields: phones + additionalPhones
+            for part in top[name].struct.fields:
+                parts.setdefault(part, top[name].struct.field(part))
         top[name] = _struct(parts, n)
     _apply_currency(chunk, plan, top, errors)
     records = pl.DataFrame(

@@ -229,7 +229,11 @@ def test_phones_with_default_country() -> None:
         },
         None,
     ]
-    assert reasons(r) == {4: "p: '12' is not a valid phone number"}
+    assert reasons(r) == {
+        4: "p: '12' is not a valid phone number for FR (too short: FR numbers have 9 digits "
+        "after the country code, this one has 2); set default_country or country_column, or write "
+        "it with its +country code"
+    }
 
 
 def test_additional_phones() -> None:

@@ -51,7 +51,9 @@ EXPECTED = {
             9: "E-mail: 'richard@piedpiper' is not a valid email address: The part after the "
             "@-sign is not valid. It should have a period.",
             10: "E-mail: required, but empty",
-            12: "Phone: '12' is not a valid phone number",
+            12: "Phone: '12' is not a valid phone number for US (too short: US numbers have "
+            "10 digits after the country code, this one has 2); set default_country or "
+            "country_column, or write it with its +country code",
         },
     ),
     "opportunities": (
