@@ -465,10 +465,9 @@ def _why_not(
         )
         if owner is not None and best.field.type == "PHONES":
             return (
-                f"{best.path} is mapped from {_yaml_str(owner)} and holds one number; the "
-                "mapping cannot set phones and phones.additionalPhones together yet",
-                f"phones.additionalPhones: {{column: {col}}}  "
-                "(once the mapping takes it beside phones)",
+                f"{best.path} is mapped from {_yaml_str(owner)}; a second number goes "
+                "into the record's additional phones",
+                f"phones.additionalPhones: {{column: {col}}}",
             )
         if owner is not None:
             return (
@@ -485,7 +484,7 @@ def _why_not(
         )
     hint = ""
     if "country" in tokens and obj.field("phones") is not None:
-        hint = "; phones take one default_country for the whole file"
+        hint = "; the phones mapping reads it as each row's country (country_column)"
     return f"no field of {name} matches it; create a field of type {kind} to keep it{hint}", None
 
 
@@ -617,6 +616,14 @@ def option_table(labels: list[str], f: Field) -> list[tuple[str, str | None, str
     return out
 
 
+def _country_column(sample: pl.DataFrame) -> str | None:
+    """A column of the file that names each row's country (HubSpot's Country/Region)."""
+    for name in sample.columns:
+        if "country" in _words(name) and "code" not in _words(name):
+            return name
+    return None
+
+
 def _spec(
     column: str, cand: Candidate, kind: str | None, schema: WorkspaceSchema, sample: pl.DataFrame
 ) -> list[str]:
@@ -640,6 +647,12 @@ def _spec(
                         break
         return [first + f"{{column: {col}, lookup: {lookup}, on_missing: reject}}"]
     if f.type == "PHONES":
+        country = _country_column(sample)
+        if country is not None:
+            return [
+                first + f"{{column: {col}, country_column: {_yaml_str(country)}, "
+                "default_country: US}  # each row's country first; set your default"
+            ]
         return [first + f"{{column: {col}, default_country: US}}  # set your country"]
     if f.type == "CURRENCY":
         return [first + f"{{column: {col}, currency: USD}}  # set the currency"]
