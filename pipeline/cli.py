@@ -35,7 +35,7 @@ from pipeline.errors import (
     PipelineError,
 )
 from pipeline.schema import WorkspaceSchema, describe_field, load_schema, object_to_json
-from pipeline.workspace import open_workspace
+from pipeline.workspace import open_sandbox, open_workspace
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -699,7 +699,7 @@ def sandbox_serve(
 
     import uvicorn
 
-    from pipeline.sandbox import Faults, Sandbox, SandboxOptions
+    from pipeline.sandbox import Faults, SandboxOptions
 
     problems = []
     try:
@@ -736,7 +736,7 @@ def sandbox_serve(
             seed=seed,
         ),
     )
-    workspace = Sandbox(db_path, options, api_key=api_key)
+    workspace = open_sandbox(Path(db_path), options, api_key=api_key)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import phonenumbers
+import polars as pl
 import yaml
 
 from pipeline.errors import MappingError
@@ -183,6 +184,21 @@ def _line(container: Any, key: Any) -> int:
 # --------------------------------------------------------------------------- load
 
 
+def _regex_error(pattern: str) -> str | None:
+    """Why polars' regex engine (the one that runs the transform) refuses ``pattern``.
+
+    It is Rust's ``regex``, not Python's ``re``: no look-around, no back-references.
+    """
+    try:
+        pl.Series([""], dtype=pl.String).str.replace_all(pattern, "")
+    except pl.exceptions.PolarsError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip().startswith("error:")]
+        if lines:
+            return lines[0].removeprefix("error:").strip()
+        return "rejected by polars' regex engine (no look-around, no back-references)"
+    return None
+
+
 def load_mapping(path: str | Path) -> Mapping:
     """Read and check a mapping file on its own; raise MappingError listing every problem."""
     path = Path(path)
@@ -199,6 +215,11 @@ def load_mapping(path: str | Path) -> Mapping:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise MappingError(f"{where}: not valid YAML: {problem}") from None
+    except ValueError as exc:  # an integer of more than 4,300 digits, say
+        reason = str(exc).split(";")[0]
+        raise MappingError(f"{path}: not a usable mapping file: {reason}") from None
+    except RecursionError:
+        raise MappingError(f"{path}: not a usable mapping file: nested too deeply") from None
     if not isinstance(data, dict):
         raise MappingError(f"{path}: a mapping file is a YAML mapping with 'object' and 'fields'")
     return parse_mapping(data, path)
@@ -326,10 +347,9 @@ def _parse_transforms(raw: Any, where: str, problems: list[str]) -> tuple[Transf
                 and all(isinstance(a, str) for a in arg)
             ):
                 if name == "regex":
-                    try:
-                        re.compile(arg[0])
-                    except re.error as exc:
-                        problems.append(f"{where}: regex {arg[0]!r} is not valid: {exc}")
+                    error = _regex_error(arg[0])
+                    if error is not None:
+                        problems.append(f"{where}: regex {arg[0]!r} is not valid: {error}")
                         continue
                 out.append(Transform(name, arg[0], arg[1]))
             else:

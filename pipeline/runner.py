@@ -254,7 +254,7 @@ class RejectsWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = path.open("w", encoding="utf-8", newline="")
         except OSError as exc:
-            raise InputError(f"cannot write the rejects file {path}: {exc.strerror}") from None
+            raise self._failed(exc) from None
         self._writer = csv.writer(self._handle)
         self._writer.writerow(escape_row(self.columns))
         self.count = 0
@@ -267,12 +267,21 @@ class RejectsWriter:
             if name not in frame.columns:
                 frame = frame.with_columns(pl.lit(None, pl.String).alias(name))
         rows = frame.select([pl.col(c).cast(pl.String) for c in self.columns]).rows()
-        self._writer.writerows(escape_row(r) for r in rows)
+        try:
+            self._writer.writerows(escape_row(r) for r in rows)
+        except OSError as exc:
+            raise self._failed(exc) from None
         self.count += frame.height
 
     def close(self) -> None:
         """Flush and close the file."""
-        self._handle.close()
+        try:
+            self._handle.close()
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: OSError) -> StateError:
+        return StateError(f"cannot write the rejects file {self.path}: {exc.strerror or exc}")
 
 
 def read_rejects_frame(reader: SourceReader, columns: list[str]) -> pl.DataFrame:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from pipeline.client import TwentyClient
 from pipeline.config import Secret, Settings
+from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipeline.sandbox import Sandbox
 
 SANDBOX_BASE_URL = "http://sandbox.local"
 
@@ -25,9 +32,7 @@ async def open_workspace(settings: Settings) -> AsyncIterator[TwentyClient]:
         async with TwentyClient.from_settings(settings) as client:
             yield client
         return
-    from pipeline.sandbox import Sandbox  # only runs that use it pay for its import
-
-    sandbox = Sandbox(settings.sandbox)
+    sandbox = open_sandbox(settings.sandbox)
     try:
         async with TwentyClient(
             base_url=SANDBOX_BASE_URL,
@@ -41,3 +46,17 @@ async def open_workspace(settings: Settings) -> AsyncIterator[TwentyClient]:
             yield client
     finally:
         sandbox.close()
+
+
+def open_sandbox(path: Path, *args: Any, **kwargs: Any) -> Sandbox:
+    """The sandbox stored at ``path``, or a one-line ConfigError if it cannot be one."""
+    from pipeline.sandbox import Sandbox  # only runs that use it pay for its import
+
+    try:
+        return Sandbox(path, *args, **kwargs)
+    except (sqlite3.Error, OSError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"--sandbox {path}: cannot open it as a sandbox workspace ({why}); "
+            "give another path, or move the file away to start a fresh sandbox"
+        ) from None
