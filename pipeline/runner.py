@@ -18,7 +18,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,52 @@ def _hashes(keys: pl.Series) -> pl.DataFrame:
     return pl.DataFrame({"h1": keys.hash(seed=1), "h2": keys.hash(seed=2)})
 
 
+def other_unique_paths(plan: Plan) -> list[str]:
+    """Unique fields of the object that the mapping fills, besides the key.
+
+    Twenty matches an upsert on any of them (twenty-api.md §4), so two rows with
+    different keys but one e-mail would end as one record: they are duplicates too.
+    """
+    mapped = {s.target for s in plan.mapping.fields}
+    return [
+        p
+        for p in plan.object.unique_paths
+        if p not in plan.key and (p in mapped or p.split(".")[0] in mapped)
+    ]
+
+
+def _unique_losers(reader: SourceReader, plan: Plan, columns: list[str], path: str) -> pl.DataFrame:
+    """Rows that lose, under ``on_duplicate_key``, to another row with one value of ``path``."""
+    unique_plan = replace(plan, key=(path,)).key_only()
+    parts = []
+    for chunk in source_chunks(reader, columns, unique_plan.mapping.source_columns):
+        values = normalize(chunk, unique_plan).records.filter(pl.col(KEY).is_not_null())
+        parts.append(values.select(ROW, pl.col(KEY).alias("value")))
+    if not parts:
+        return pl.DataFrame(schema={ROW: pl.Int64, "_reason": pl.String})
+    every = pl.concat(parts).filter(pl.col("value").is_duplicated())
+    groups = every.group_by("value").agg(
+        pl.col(ROW).min().alias("first"), pl.col(ROW).max().alias("last"), pl.len().alias("n")
+    )
+    marked = every.join(groups, on="value")
+    mode = plan.mapping.on_duplicate_key
+    why = (
+        f"{path} {{}} is on {{}} rows (first row {{}}, last row {{}}): it is a unique field of "
+        f"{plan.object.name_singular}, so Twenty would merge them into one record"
+    )
+    reason = pl.format(why, pl.col("value"), pl.col("n"), pl.col("first"), pl.col("last"))
+    if mode == "reject":
+        lose = pl.lit(True)
+        reason = pl.format("{} (on_duplicate_key: reject)", reason)
+    else:
+        winner = pl.col(mode)
+        lose = pl.col(ROW) != winner
+        reason = pl.format(
+            "{}; row {} is kept (on_duplicate_key: {})", reason, winner, pl.lit(mode)
+        )
+    return marked.filter(lose).select(ROW, reason.alias("_reason"))
+
+
 @dataclass
 class DuplicateIndex:
     """Keys that occur on more than one row: their first and last row and count."""
@@ -139,10 +185,26 @@ class DuplicateIndex:
     table: pl.DataFrame
     rows: int = 0
     """Data rows seen by the pass (ragged rows, which the reader holds back, excluded)."""
+    unique_losers: pl.DataFrame | None = None
+    """Rows that share another unique field's value with a row that is kept."""
 
     @classmethod
     def build(cls, reader: SourceReader, plan: Plan, columns: list[str]) -> DuplicateIndex:
-        """One pass over the source, reading and normalizing the key columns only."""
+        """One pass over the source, reading and normalizing the key columns only.
+
+        Unique fields mapped besides the key get a pass each (usually there is none).
+        """
+        index = cls._build_keys(reader, plan, columns)
+        losers = [_unique_losers(reader, plan, columns, p) for p in other_unique_paths(plan)]
+        losers = [frame for frame in losers if frame.height]
+        if losers:
+            index.unique_losers = (
+                pl.concat(losers).group_by(ROW, maintain_order=True).agg(pl.col("_reason").first())
+            )
+        return index
+
+    @classmethod
+    def _build_keys(cls, reader: SourceReader, plan: Plan, columns: list[str]) -> DuplicateIndex:
         key_plan = plan.key_only()
         parts = []
         rows = 0
@@ -188,6 +250,16 @@ class DuplicateIndex:
 
     def split(self, records: pl.DataFrame, mode: str) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(records kept, records rejected with ``_reason``) under ``on_duplicate_key``."""
+        kept, lost = self._split_keys(records, mode)
+        if self.unique_losers is None or kept.height == 0:
+            return kept, lost
+        losing = kept.join(self.unique_losers, on=ROW, how="inner")
+        if losing.height == 0:
+            return kept, lost
+        kept = kept.join(self.unique_losers, on=ROW, how="anti")
+        return kept, pl.concat([lost, losing], how="diagonal_relaxed")
+
+    def _split_keys(self, records: pl.DataFrame, mode: str) -> tuple[pl.DataFrame, pl.DataFrame]:
         if self.table.height == 0 or records.height == 0:
             return records, records.head(0).with_columns(pl.lit(None, pl.String).alias("_reason"))
         joined = pl.concat([records, _hashes(records[KEY])], how="horizontal").join(

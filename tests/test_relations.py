@@ -87,3 +87,39 @@ async def test_relation_paths_as_key_give_one_note_target_per_pair(
         stored["grace.hopper@globex.com"]["id"],
     }
     assert {t["noteId"] for t in targets} == {note["id"]}
+
+
+async def test_rows_sharing_another_unique_field_are_duplicates_too(
+    project: Path, sandbox: Sandbox
+) -> None:
+    person = sandbox.engine.object("person")
+    sandbox.engine.create_field(
+        {"objectMetadataId": person.id, "name": "hubspotId", "label": "HubSpot id", "type": "TEXT"}
+    )
+    mapping = project / "mappings" / "contacts.yaml"
+    mapping.write_text(
+        "version: 1\nobject: person\nkey: [hubspotId]\non_duplicate_key: last\nfields:\n"
+        "  hubspotId: Record ID\n  emails.primaryEmail: Email\n  name.firstName: First Name\n",
+        encoding="utf-8",
+    )
+    source = project / "contacts.csv"
+    source.write_text(
+        "Record ID,Email,First Name\n"
+        "101,zoe@nordlys.dk,Zoë\n"
+        "102,jose@solaris.es,José\n"
+        "103,ZOE@nordlys.dk,Zoe\n"
+        "104,,Nobody\n",
+        encoding="utf-8",
+    )
+    report = await run_import(project, sandbox, "contacts", source=source)
+    assert (report.rows_read, report.created, report.rejected) == (4, 3, 1)
+    (reject,) = ledger(project, "contacts", "rejects")
+    assert reject["_row"] == "2"
+    assert reject["_reason"] == (
+        "emails.primaryEmail zoe@nordlys.dk is on 2 rows (first row 2, last row 4): it is a "
+        "unique field of person, so Twenty would merge them into one record; row 4 is kept "
+        "(on_duplicate_key: last)"
+    )
+    stored = {p["hubspotId"]: p for p in people(sandbox).values()}
+    assert sorted(stored) == ["102", "103", "104"]
+    assert stored["103"]["name"]["firstName"] == "Zoe"
