@@ -177,3 +177,209 @@ def test_chunks_of_some_columns_only(tmp_path: Path, fmt: str) -> None:
         whole = pl.concat(list(reader.chunks()))
     assert part.columns == ["_row", "city"]
     assert part.to_dicts() == whole.select("_row", "city").to_dicts()
+
+
+# ---------------------------------------------------------------------- code pages
+
+WESTERN = (
+    "name,team,city\n"
+    "Zoë Durand,Director\u2019s Office,Besançon\n"
+    "Hélène Lefèvre,Sales,Nîmes\n"
+    "Søren Kierkegaard,Ops,Århus\n"
+    "Šimon Novák,IT,Brno\n"
+    "Ñuño García,HR,Málaga\n"
+)
+CENTRAL = (
+    "name,city\n"
+    "Łukasz Wójcik,Łódź\n"
+    "Małgorzata Żółć,Gdańsk\n"
+    "Jiří Dvořák,České Budějovice\n"
+    "Šárka Nováková,Plzeň\n"
+    "Kovács Ödön,Győr\n"
+    "Szűcs Éva,Kőszeg\n"
+    "Ťažký Ľudovít,Košice\n"
+)
+BALTIC = (
+    "name,city\n"
+    "Žemaitė Ąžuolaitė,Šiauliai\n"
+    "Rūta Mažeikienė,Vilnius\n"
+    "Krišjānis Bērziņš,Rīga\n"
+    "Ģirts Ķuzis,Liepāja\n"
+    "Ēriks Ļeonovs,Daugavpils\n"
+)
+
+
+def rows_of(text: str) -> list[dict[str, object]]:
+    lines = text.splitlines()
+    header = lines[0].split(",")
+    return [
+        {"_row": i, **dict(zip(header, line.split(","), strict=True))}
+        for i, line in enumerate(lines[1:], start=2)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "detected", "guessed", "samples"),
+    [
+        (WESTERN, "cp1252", "cp1252", True, ["Zoë", "Besançon", "Hélène"]),
+        (CENTRAL, "cp1250", "cp1250", False, ["Łukasz", "Wójcik", "Łódź"]),
+        (BALTIC, "cp1257", "cp1257", False, ["Žemaitė", "Ąžuolaitė", "Šiauliai"]),
+        # iso8859-13 differs from cp1257 in its quote marks: those bytes decide
+        (
+            BALTIC + "„Žalgiris“ Kaunas,Kaunas\nJonas O\u2019Brien,Klaipėda\n",
+            "iso8859-13",
+            "iso8859-13",
+            False,
+            ["Žemaitė", "Ąžuolaitė", "Šiauliai"],
+        ),
+    ],
+)
+def test_single_byte_code_pages_are_told_apart(
+    tmp_path: Path, text: str, encoding: str, detected: str, guessed: bool, samples: list[str]
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_bytes(text.encode(encoding))
+    with open_source(path) as reader:
+        frame = pl.concat(list(reader.chunks()))
+        info = reader.info
+    assert (info.encoding, info.encoding_guessed, info.encoding_samples) == (
+        detected,
+        guessed,
+        samples,
+    )
+    assert frame.to_dicts() == rows_of(text)
+
+
+def test_cp1252_names_are_not_read_as_baltic(tmp_path: Path) -> None:
+    # charset-normalizer's best guess for these bytes is a Baltic or Central European page
+    text = "name\nZoë\nHélène\nSøren\nŠimon\nÑuño\nDirector\u2019s Office\n"
+    path = tmp_path / "names.csv"
+    path.write_bytes(text.encode("cp1252"))
+    with open_source(path) as reader:
+        assert reader.info.encoding == "cp1252"
+        assert reader.info.encoding_samples == ["Zoë", "Hélène", "Søren"]
+        names = pl.concat(list(reader.chunks()))["name"].to_list()
+    assert names == ["Zoë", "Hélène", "Søren", "Šimon", "Ñuño", "Director\u2019s Office"]
+
+
+def test_lines_of_utf8_and_cp1252_are_each_read_as_what_they_are(tmp_path: Path) -> None:
+    path = tmp_path / "pasted.csv"
+    path.write_bytes(
+        "name,city\nCafé Zoë,Zürich\n".encode()
+        + "Hélène,Besançon\nSøren,Århus\n".encode("cp1252")
+        + "Łukasz,Łódź\n".encode()
+    )
+    with open_source(path) as reader:
+        frame = pl.concat(list(reader.chunks()))
+        info = reader.info
+    assert (info.encoding, info.mixed_encoding, info.mixed_lines) == ("utf-8", "cp1252", 2)
+    assert frame.to_dicts() == [
+        {"_row": 2, "name": "Café Zoë", "city": "Zürich"},
+        {"_row": 3, "name": "Hélène", "city": "Besançon"},
+        {"_row": 4, "name": "Søren", "city": "Århus"},
+        {"_row": 5, "name": "Łukasz", "city": "Łódź"},
+    ]
+
+
+def test_utf8_is_not_a_guess(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text(TEXT, encoding="utf-8")
+    with open_source(path) as reader:
+        assert (reader.info.encoding_guessed, reader.info.mixed_lines) == (False, 0)
+
+
+# ---------------------------------------------------------------------- line endings, quotes
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])
+def test_cr_only_line_endings(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / "mac.csv"
+    path.write_bytes('name;city\rZoë;Paris\rBob;"Oslo\rcentre"\r\rCy;Rome\r'.encode(encoding))
+    with open_source(path) as reader:
+        frame = pl.concat(list(reader.chunks()))
+        assert reader.info.blank_rows == 1
+    assert frame.to_dicts() == [
+        {"_row": 2, "name": "Zoë", "city": "Paris"},
+        {"_row": 3, "name": "Bob", "city": "Oslo\ncentre"},
+        {"_row": 5, "name": "Cy", "city": "Rome"},
+    ]
+
+
+def test_a_lone_cr_inside_a_line_ends_a_record(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"a,b\n1,2\r3,4\n5,6\n")
+    assert read_all(path).to_dicts() == [
+        {"_row": 2, "a": "1", "b": "2"},
+        {"_row": 3, "a": "3", "b": "4"},
+        {"_row": 4, "a": "5", "b": "6"},
+    ]
+
+
+def test_data_that_yields_no_row_is_an_error(tmp_path: Path) -> None:
+    # the header ends with a CR, the rest with LF: polars sees one line, the csv module two
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"a,b\r1,2\n")
+    with pytest.raises(InputError) as info:
+        read_all(path)
+    assert str(info.value) == (
+        f"{path}: the file holds more than a header but no data row could be read; "
+        "check its line endings and delimiter (source.delimiter in the mapping)"
+    )
+
+
+def test_header_only_and_blank_only_files_give_no_rows(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"a,b\n")
+    assert read_all(path).height == 0
+    path.write_bytes(b"a,b\n\n\n")
+    assert read_all(path).height == 0
+
+
+def test_stray_quotes_are_literal_as_in_excel(tmp_path: Path) -> None:
+    path = tmp_path / "menu.csv"
+    path.write_bytes(b'item,size\n12" pizza,large\n"A"B,small\nplain,"quoted, with comma"\n')
+    assert read_all(path, chunk_size=2).to_dicts() == [
+        {"_row": 2, "item": '12" pizza', "size": "large"},
+        {"_row": 3, "item": "AB", "size": "small"},
+        {"_row": 4, "item": "plain", "size": "quoted, with comma"},
+    ]
+
+
+def test_stray_quote_with_ragged_row_keeps_row_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(b'a,b\n5" disk,1\nx,y,z,w\nlast,2\n')
+    with open_source(path) as reader:
+        frame = pl.concat(list(reader.chunks()))
+        rejects = reader.info.rejects
+    assert frame.to_dicts() == [
+        {"_row": 2, "a": '5" disk', "b": "1"},
+        {"_row": 4, "a": "last", "b": "2"},
+    ]
+    assert [(r.row, r.reason, r.values) for r in rejects] == [
+        (3, "row has 4 fields, the header has 2", ("x", "y", "z", "w"))
+    ]
+
+
+def test_ragged_rows_keep_every_field_on_the_fast_path(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"a,b\n1,2,3,4,5\n6\n7,8\n")
+    with open_source(path) as reader:
+        assert [r.values for r in reader.info.rejects] == [("1", "2", "3", "4", "5"), ("6",)]
+        assert pl.concat(list(reader.chunks()))["_row"].to_list() == [4]
+
+
+# ---------------------------------------------------------------------- NUL bytes
+
+
+@pytest.mark.parametrize("multiline", [False, True])
+def test_a_nul_byte_rejects_its_row_naming_the_column(tmp_path: Path, multiline: bool) -> None:
+    path = tmp_path / "f.csv"
+    note = '"two\nlines"' if multiline else "fine"
+    path.write_bytes(f"id,notes\n1,{note}\n2,bad\x00value\n3,ok\n".encode())
+    with open_source(path) as reader:
+        frame = pl.concat(list(reader.chunks()))
+        rejects = reader.info.rejects
+    assert frame["id"].to_list() == ["1", "3"]
+    assert [(r.row, r.reason, r.values, r.column) for r in rejects] == [
+        (3, "column 'notes' holds a NUL byte (\\x00); remove it", ("2", "bad\x00value"), "notes")
+    ]
