@@ -465,7 +465,8 @@ class SourceReader:
                 "index",
                 # an odd count: a quoted field spans lines; a quote inside an unquoted
                 # field ('12" pizza', '"A"B'): the csv module reads those as Excel does
-                # a lone CR inside a line ends a record for the csv module (and Excel)
+                # a CR left in a line (polars drops the one of CRLF) ends a record for
+                # the csv module and Excel, or sits in a quoted field: either way, walk
                 (
                     (
                         has_quote
@@ -474,7 +475,7 @@ class SourceReader:
                             | ~line.str.contains(f"^{cell}(?:{sep}{cell})*\r?$")
                         )
                     )
-                    | line.str.contains(r"\r.")
+                    | line.str.contains("\r", literal=True)
                 ).alias("irregular"),
                 (
                     line.str.replace_all(f"{quote}[^{quote}]*{quote}", "").str.count_matches(
@@ -547,7 +548,8 @@ class SourceReader:
                 os.fdopen(fd, "w", encoding="utf-8", newline="") as out,
             ):
                 reader = csv.reader(handle, delimiter=delimiter)
-                writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+                # CRLF: the writer then quotes any field holding a CR or an LF
+                writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
                 try:
                     header = next(reader)
                 except StopIteration:
@@ -613,7 +615,7 @@ class SourceReader:
                     continue
                 column = None
                 if not reason:
-                    at = next(i for i, v in enumerate(record) if "\x00" in v)
+                    at = next((i for i, v in enumerate(record) if "\x00" in v), 0)
                     column = header[at] if at < len(header) else f"field {at + 1}"
                     reason = f"column {column!r} holds a NUL byte (\\x00); remove it"
                 out.append(ReadReject(index + 2, reason, tuple(record), column))

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
+import csv
+import io
 import json
+import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.errors import InputError
 from pipeline.mapping import SourceSpec
@@ -382,4 +390,128 @@ def test_a_nul_byte_rejects_its_row_naming_the_column(tmp_path: Path, multiline:
     assert frame["id"].to_list() == ["1", "3"]
     assert [(r.row, r.reason, r.values, r.column) for r in rejects] == [
         (3, "column 'notes' holds a NUL byte (\\x00); remove it", ("2", "bad\x00value"), "notes")
+    ]
+
+
+# ---------------------------------------------------------------------- hostile files
+
+
+def test_non_regular_files_are_refused_before_opening(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)  # open() would block until a writer came
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(InputError) as info:
+            open_source(path, SourceSpec(format="csv"))
+        assert str(info.value) == f"{path}: not a regular file (a pipe, socket or device)"
+
+
+def test_ndjson_values_are_text_whatever_their_type_and_line(tmp_path: Path) -> None:
+    lines = [json.dumps({"id": i, "extra": i}) for i in range(1500)]
+    lines.append(json.dumps({"id": "X-1", "extra": "now text", "tags": ["a", {"b": 1}]}))
+    lines.append(json.dumps({"id": 7.5, "extra": {"deep": [1, 2]}, "tags": None}))
+    path = tmp_path / "f.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    with open_source(path, chunk_size=1000) as reader:
+        assert reader.info.columns == ["id", "extra", "tags"]
+        frame = pl.concat(list(reader.chunks()))
+    assert frame.height == 1502
+    assert frame.row(0, named=True) == {"_row": 1, "id": "0", "extra": "0", "tags": None}
+    assert frame.tail(2).to_dicts() == [
+        {"_row": 1501, "id": "X-1", "extra": "now text", "tags": '["a", {"b": 1}]'},
+        {"_row": 1502, "id": "7.5", "extra": '{"deep": [1, 2]}', "tags": None},
+    ]
+
+
+def _truncated_xlsx(path: Path) -> None:
+    pl.DataFrame({"a": list(range(100))}).write_excel(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("bad.parquet", lambda p: p.write_bytes(b"PAR1 not really"), "cannot read the parquet"),
+        ("cut.xlsx", _truncated_xlsx, "cannot read the workbook"),
+        ("junk.xlsx", lambda p: p.write_bytes(b"PK\x03\x04" + b"\x00" * 64), "workbook"),
+        ("deep.json", lambda p: p.write_text("[" * 100_000 + "]" * 100_000), "nested too deep"),
+        ("deep2.json", lambda p: p.write_text('[{"a": ' + "[" * 100_000), "JSON"),
+        ("bad.json", lambda p: p.write_text('{"a": [1,'), "not valid JSON"),
+        ("bad.ndjson", lambda p: p.write_text('{"a": 1}\n{"a":\n'), "cannot read the ndjson"),
+        ("deep.ndjson", lambda p: p.write_text("[" * 100_000 + "\n"), "cannot read the ndjson"),
+    ],
+)
+def test_corrupt_files_give_one_line(
+    tmp_path: Path, name: str, make: Callable[[Path], object], message: str
+) -> None:
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(InputError) as info:
+        read_all(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: ")
+    assert message in text
+    assert "\n" not in text
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(data=st.binary(max_size=600))
+def test_arbitrary_bytes_never_crash_the_csv_reader(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "any.csv"
+        path.write_bytes(data)
+        with contextlib.suppress(InputError):  # anything else fails the test
+            read_all(path)
+
+
+CSVISH = st.lists(
+    st.sampled_from([b",", b";", b'"', b"\r", b"\n", b"\x00", b"a", b"\xe9", b"\xc3\xa9", b" "]),
+    max_size=80,
+).map(b"".join)
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(data=CSVISH)
+def test_csv_like_bytes_never_crash_the_reader(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "any.csv"
+        path.write_bytes(b"a,b\n" + data)
+        try:
+            frame = read_all(path)
+        except InputError:
+            return
+        if frame.height:
+            assert frame.columns[0] == "_row"
+            assert frame["_row"].is_sorted()
+            assert frame["_row"].min() >= 2
+
+
+CSV_TOKENS = st.sampled_from([",", '"', "\r", "\n", "\r\n", "a", "é", " ", "b1"])
+
+
+def _whitespace(record: tuple[str, ...] | list[str]) -> bool:
+    return len(record) == 1 and not record[0].strip()
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(body=st.lists(CSV_TOKENS, max_size=60).map("".join))
+def test_csv_reads_as_the_csv_module_does(body: str) -> None:
+    """Rows, row numbers and ragged rows as the csv module (and Excel) see the records."""
+    text = "a,b\n" + body
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "any.csv"
+        path.write_bytes(text.encode())
+        try:
+            with open_source(path, chunk_size=3) as reader:
+                rows = [row for chunk in reader.chunks() for row in chunk.rows()]
+                info = reader.info
+        except InputError as exc:
+            assert "no data row could be read" in str(exc)
+            return
+    if info.delimiter != ",":
+        return
+    records = list(csv.reader(io.StringIO(text, newline="")))[1:]
+    assert rows == [(i, *r) for i, r in enumerate(records, start=2) if len(r) == 2]
+    assert [r.values for r in info.rejects if not _whitespace(r.values)] == [
+        tuple(r) for r in records if len(r) not in (0, 2) and not _whitespace(r)
     ]
