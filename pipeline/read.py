@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import itertools
 import json
 import os
@@ -114,6 +115,10 @@ _LATIN_LETTERS = frozenset("".join(LANGUAGES.values()))
 _APOSTROPHES = frozenset("\u2019\u2018\u02bc")  # right, left single quote; modifier
 _TOKEN = re.compile(r"[^\s!-/:-@\[-`{-~]+")
 _NEUTRAL = frozenset("ªºµ")
+
+
+class _NotUtf8(Exception):
+    """The text handed to the structure scan is not UTF-8 after all."""
 
 
 @dataclass(frozen=True)
@@ -351,7 +356,13 @@ class SourceReader:
         if not sample.strip():
             raise InputError(f"{self.path}: the file is empty")
         if self.spec.encoding:
-            found = Encoding(self.spec.encoding)
+            try:
+                codecs.lookup(self.spec.encoding)
+                found = Encoding(self.spec.encoding)
+            except LookupError:
+                raise InputError(
+                    f"{self.path}: unknown encoding {self.spec.encoding!r} in source.encoding"
+                ) from None
         else:
             found = detect(sample, complete=complete)
         encoding = found.name
@@ -359,9 +370,34 @@ class SourceReader:
         self.info.encoding_guessed = found.guessed
         self.info.encoding_samples = list(found.samples)
         cr_only = b"\r" in sample and b"\n" not in sample
-        text_path = self.path
-        if found.line_page is not None or cr_only or codecs.lookup(encoding).name != "utf-8":
-            text_path = self._transcode(encoding, line_page=found.line_page, cr_only=cr_only)
+        # UTF-8 over the sample but not further on (two exports pasted together): then
+        # each line is read as what it is
+        may_mix = (
+            not self.spec.encoding
+            and found.line_page is None
+            and codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
+        )
+        try:
+            text_path = self.path
+            if found.line_page is not None or cr_only or codecs.lookup(encoding).name != "utf-8":
+                text_path = self._transcode(
+                    encoding, line_page=found.line_page, cr_only=cr_only, may_mix=may_mix
+                )
+            self._scan_csv(text_path, encoding)
+        except _NotUtf8:
+            if not may_mix:
+                raise InputError(
+                    f"{self.path}: not valid {encoding}; set source.encoding in the mapping, "
+                    "e.g. cp1252"
+                ) from None
+            page = self._page_of_other_lines()
+            self.close()
+            text_path = self._transcode(encoding, line_page=page.name, cr_only=cr_only)
+            self.info.encoding_guessed = page.guessed
+            self.info.encoding_samples = list(page.samples)
+            self._scan_csv(text_path, encoding)
+
+    def _scan_csv(self, text_path: Path, encoding: str) -> None:
         try:
             head = text_path.open(
                 encoding="utf-8-sig" if text_path == self.path else "utf-8", newline=""
@@ -369,10 +405,12 @@ class SourceReader:
             with head:
                 preview = head.read(SAMPLE_BYTES)
         except UnicodeDecodeError as exc:
-            raise InputError(
-                f"{self.path}: not valid {encoding} ({exc.reason} at byte "
-                f"{exc.start}); set source.encoding in the mapping, e.g. cp1252"
-            ) from None
+            if self.spec.encoding:
+                raise InputError(
+                    f"{self.path}: not valid {encoding} ({exc.reason} at byte "
+                    f"{exc.start}); set source.encoding in the mapping, e.g. cp1252"
+                ) from None
+            raise _NotUtf8 from None
         delimiter = self.spec.delimiter or (
             "\t" if self.format == "tsv" else sniff_delimiter(preview)
         )
@@ -380,7 +418,31 @@ class SourceReader:
         self._csv_path = text_path
         self._scan_csv_structure(text_path, delimiter)
 
-    def _transcode(self, encoding: str, *, line_page: str | None, cr_only: bool) -> Path:
+    def _page_of_other_lines(self) -> Encoding:
+        """The code page of the lines that are not UTF-8 (a sample of them)."""
+        others: list[bytes] = []
+        size = 0
+        with self.path.open("rb") as handle:
+            for line in handle:
+                if line.isascii():
+                    continue
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    others.append(line)
+                    size += len(line)
+                    if size >= SAMPLE_BYTES:
+                        break
+        page = _single_byte(b"".join(others))
+        if page.name not in LATIN_PAGES:
+            raise InputError(
+                f"{self.path}: some lines are UTF-8, others not; set source.encoding in the mapping"
+            )
+        return page
+
+    def _transcode(
+        self, encoding: str, *, line_page: str | None, cr_only: bool, may_mix: bool = False
+    ) -> Path:
         """Copy the file to UTF-8 (streamed: memory stays flat) for polars to read.
 
         ``line_page``: the file mixes UTF-8 lines with lines of that code page; each
@@ -395,7 +457,9 @@ class SourceReader:
                 os.fdopen(fd, "w", encoding="utf-8", newline="") as dst,
             ):
                 if line_page is not None:
-                    self.info.mixed_lines = _transcode_lines(self.path, src, dst, line_page)
+                    self.info.mixed_lines = _transcode_lines(
+                        self.path, src, dst, line_page, cr_only=cr_only
+                    )
                     self.info.mixed_encoding = line_page
                     return self._tmp
                 decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
@@ -404,6 +468,8 @@ class SourceReader:
                     try:
                         text = decoder.decode(block)
                     except UnicodeDecodeError as exc:
+                        if may_mix:
+                            raise _NotUtf8 from None
                         raise InputError(
                             f"{self.path}: not valid {encoding} at byte {offset + exc.start}; "
                             "set source.encoding in the mapping"
@@ -496,6 +562,8 @@ class SourceReader:
         try:
             anomalies = odd.collect(engine="streaming")
         except pl.exceptions.PolarsError as exc:
+            if "utf-8" in str(exc).lower() or "utf8" in str(exc).lower():
+                raise _NotUtf8 from None
             raise InputError(
                 f"{self.path}: cannot read: {_one_line(exc)}; if it is not UTF-8, set "
                 "source.encoding in the mapping"
@@ -583,11 +651,8 @@ class SourceReader:
                                 ):
                                     wanted[offset + index] = ""
                         offset += len(block)
-                except UnicodeDecodeError as exc:
-                    raise InputError(
-                        f"{self.path}: not valid UTF-8 ({exc.reason}); set "
-                        "source.encoding in the mapping, e.g. cp1252"
-                    ) from None
+                except UnicodeDecodeError:
+                    raise _NotUtf8 from None
                 except csv.Error as exc:
                     raise InputError(
                         f"{self.path}: malformed CSV near line {reader.line_num}: {exc}"
@@ -745,13 +810,19 @@ class SourceReader:
             raise InputError(f"{self.path}: cannot read: {_one_line(exc)}") from None
 
 
-def _transcode_lines(path: Path, src: BinaryIO, dst: TextIO, page: str) -> int:
+def _transcode_lines(
+    path: Path, src: BinaryIO, dst: TextIO, page: str, *, cr_only: bool = False
+) -> int:
     """Write each line as UTF-8: a valid UTF-8 line as it is, any other read in ``page``.
 
-    Returns how many lines were read in ``page``.
+    Returns how many lines were read in ``page``. ``cr_only``: lines end with a lone CR.
     """
+    if cr_only:
+        src = io.BytesIO(src.read().replace(b"\r", b"\n"))  # rare: a whole CR-only file
     count = 0
     for number, line in enumerate(src, start=1):
+        if number == 1 and line.startswith(codecs.BOM_UTF8):
+            line = line[len(codecs.BOM_UTF8) :]
         try:
             dst.write(line.decode("utf-8"))
         except UnicodeDecodeError:

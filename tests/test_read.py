@@ -515,3 +515,27 @@ def test_csv_reads_as_the_csv_module_does(body: str) -> None:
     assert [r.values for r in info.rejects if not _whitespace(r.values)] == [
         tuple(r) for r in records if len(r) not in (0, 2) and not _whitespace(r)
     ]
+
+
+def test_a_cp1252_line_after_the_sampled_utf8_is_read_as_cp1252(tmp_path: Path) -> None:
+    path = tmp_path / "late.csv"
+    rows = "".join(f"{i},Zoë Dupont\n" for i in range(20_000))  # more than the sample
+    path.write_bytes(
+        codecs.BOM_UTF8 + b"id,name\n" + rows.encode() + "99,Hélène\n".encode("cp1252")
+    )
+    with open_source(path) as reader:
+        frame = pl.concat(list(reader.chunks()))
+        info = reader.info
+    assert info.columns == ["id", "name"]
+    assert (info.encoding, info.mixed_encoding, info.mixed_lines) == ("utf-8-sig", "cp1252", 1)
+    assert frame.height == 20_001
+    assert frame.row(0) == (2, "0", "Zoë Dupont")
+    assert frame.row(-1) == (20_002, "99", "Hélène")
+
+
+def test_unknown_declared_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text("a\n1\n")
+    with pytest.raises(InputError) as info:
+        open_source(path, SourceSpec(encoding="klingon"))
+    assert str(info.value) == f"{path}: unknown encoding 'klingon' in source.encoding"
