@@ -304,7 +304,8 @@ class SourceReader:
             raise InputError(f"{self.path}: not a regular file (a pipe, socket or device)")
         self.format = detect_format(self.path, self.spec.format)
         self._tmp: Path | None = None
-        self._skip: set[int] = set()
+        self._skip: set[int] = set()  # CSV: record indexes (row - 2) not to hand out
+        self._skip_rows: set[int] = set()  # other formats: ``_row`` numbers not to hand out
         self.info = SourceInfo(self.path, self.format, [])
         try:
             self._open()
@@ -329,11 +330,70 @@ class SourceReader:
         elif self.format == "ndjson":
             # every value as text (the mapping types them): the names from the whole file,
             # then a scan that reads each value, nested ones as JSON text
-            names = pl.scan_ndjson(self.path, infer_schema_length=None).collect_schema().names()
+            names = self._ndjson_names()
             self._lazy = pl.scan_ndjson(self.path, schema=dict.fromkeys(names, pl.String))
-            self.info.columns = list(names)
+            self.info.columns = names
         else:
             self._frame = self._read_json()
+        if self.format in ("parquet", "ndjson"):
+            self._find_nul_rows(self._lazy.with_row_index(ROW, offset=1))
+        elif self.format != "csv" and self.format != "tsv":
+            self._find_nul_rows(self._frame.lazy())
+            if self._skip_rows:
+                self._frame = self._frame.filter(~pl.col(ROW).is_in(sorted(self._skip_rows)))
+
+    def _ndjson_names(self) -> list[str]:
+        """The keys of every NDJSON record, in the order they first appear."""
+        try:
+            return list(
+                pl.scan_ndjson(self.path, infer_schema_length=None).collect_schema().names()
+            )
+        except pl.exceptions.PolarsError:
+            pass  # types polars cannot reconcile (a struct, then a number): walk the lines
+        names: dict[str, None] = {}
+        with self.path.open(encoding="utf-8-sig", errors="replace") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(
+                        f"{self.path}: line {number} is not valid JSON ({exc.msg})"
+                    ) from None
+                except RecursionError:
+                    raise InputError(
+                        f"{self.path}: line {number} is nested too deep to read"
+                    ) from None
+                if not isinstance(record, dict):
+                    raise InputError(f"{self.path}: line {number} is not a JSON object")
+                names.update(dict.fromkeys(record))
+        return list(names)
+
+    def _find_nul_rows(self, lazy: pl.LazyFrame) -> None:
+        """Reject the records holding a NUL byte (Postgres refuses them), naming the column."""
+        text = [c for c, t in lazy.collect_schema().items() if t == pl.String and c != ROW]
+        if not text:
+            return
+        hits = lazy.filter(
+            pl.any_horizontal(pl.col(c).str.contains("\x00", literal=True) for c in text)
+        ).collect(engine="streaming")
+        if hits.height == 0:
+            return
+        hits = _as_text(hits, keep=(ROW,))
+        columns = [c for c in hits.columns if c != ROW]
+        for record in hits.iter_rows(named=True):
+            column = next(c for c in text if record[c] is not None and "\x00" in record[c])
+            values = tuple("" if record[c] is None else str(record[c]) for c in columns)
+            self.info.rejects.append(
+                ReadReject(
+                    int(record[ROW]),
+                    f"column {column!r} holds a NUL byte (\\x00); remove it",
+                    values,
+                    column,
+                )
+            )
+            self._skip_rows.add(int(record[ROW]))
 
     def close(self) -> None:
         """Remove any temporary transcoded copy."""
@@ -746,6 +806,10 @@ class SourceReader:
             )
         except Exception as exc:
             raise InputError(f"{self.path}: cannot read the workbook: {_one_line(exc)}") from None
+        except BaseException as exc:  # a panic inside the Rust reader (pyo3 PanicException)
+            if type(exc).__name__ != "PanicException":
+                raise
+            raise InputError(f"{self.path}: cannot read the workbook: {_one_line(exc)}") from None
         self.info.columns = [str(c).strip() for c in frame.columns]
         frame = frame.rename(dict(zip(frame.columns, self.info.columns, strict=True)))
         return (
@@ -777,6 +841,9 @@ class SourceReader:
 
     def _lazy_chunks(self) -> Iterator[pl.DataFrame]:
         lazy = self._lazy.with_row_index(ROW, offset=1)
+        if self._skip_rows:
+            skip = pl.Series("skip", sorted(self._skip_rows), dtype=pl.UInt32)
+            lazy = lazy.filter(~pl.col(ROW).is_in(skip.implode()))
         for batch in lazy.collect_batches(chunk_size=self.chunk_size):
             yield _as_text(batch.with_columns(pl.col(ROW).cast(pl.Int64)), keep=(ROW,))
 

@@ -437,8 +437,10 @@ def _truncated_xlsx(path: Path) -> None:
         ("deep.json", lambda p: p.write_text("[" * 100_000 + "]" * 100_000), "nested too deep"),
         ("deep2.json", lambda p: p.write_text('[{"a": ' + "[" * 100_000), "JSON"),
         ("bad.json", lambda p: p.write_text('{"a": [1,'), "not valid JSON"),
-        ("bad.ndjson", lambda p: p.write_text('{"a": 1}\n{"a":\n'), "cannot read the ndjson"),
-        ("deep.ndjson", lambda p: p.write_text("[" * 100_000 + "\n"), "cannot read the ndjson"),
+        ("bad.ndjson", lambda p: p.write_text('{"a": 1}\n{"a":\n'), "line 2 is not valid JSON"),
+        ("deep.ndjson", lambda p: p.write_text("[" * 100_000 + "\n"), "line 1 is nested too deep"),
+        ("list.ndjson", lambda p: p.write_text('{"a": 1}\n[1]\n'), "line 2 is not a JSON object"),
+        ("bin.ndjson", lambda p: p.write_bytes(b'{"a": "\xff"}\n'), "cannot read the ndjson"),
     ],
 )
 def test_corrupt_files_give_one_line(
@@ -539,3 +541,44 @@ def test_unknown_declared_encoding(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         open_source(path, SourceSpec(encoding="klingon"))
     assert str(info.value) == f"{path}: unknown encoding 'klingon' in source.encoding"
+
+
+def test_ndjson_whose_types_polars_cannot_reconcile_is_read_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "f.ndjson"
+    path.write_text('{"a": {"x": 1}}\n{"a": 5}\n\n{"a": [1, {"y": 2}], "b": true}\n{"a": "s"}\n')
+    assert read_all(path).to_dicts() == [
+        {"_row": 1, "a": '{"x": 1}', "b": None},
+        {"_row": 2, "a": "5", "b": None},
+        {"_row": 3, "a": '[1, {"y": 2}]', "b": "true"},
+        {"_row": 4, "a": "s", "b": None},
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "ndjson", "json", "xlsx"])
+def test_nul_bytes_reject_their_row_in_every_format(tmp_path: Path, fmt: str) -> None:
+    frame = pl.DataFrame({"id": ["1", "2", "3"], "notes": ["fine", "bad\x00value", None]})
+    path = tmp_path / f"f.{fmt}"
+    if fmt == "parquet":
+        frame.write_parquet(path)
+    elif fmt == "ndjson":
+        frame.write_ndjson(path)
+    elif fmt == "json":
+        path.write_text(json.dumps(frame.to_dicts()))
+    else:
+        frame.write_excel(path)
+    first = 2 if fmt == "xlsx" else 1
+    with open_source(path, chunk_size=1) as reader:
+        out = pl.concat(list(reader.chunks()))
+        rejects = reader.info.rejects
+    assert out.to_dicts() == [
+        {"_row": first, "id": "1", "notes": "fine"},
+        {"_row": first + 2, "id": "3", "notes": None},
+    ]
+    assert [(r.row, r.reason, r.values, r.column) for r in rejects] == [
+        (
+            first + 1,
+            "column 'notes' holds a NUL byte (\\x00); remove it",
+            ("2", "bad\x00value"),
+            "notes",
+        )
+    ]
