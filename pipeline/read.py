@@ -156,7 +156,7 @@ def _implausible(token: str) -> bool:
     for prev, ch in itertools.pairwise(letters):
         if prev.islower() and ch.isupper() and (ord(prev) > 127 or ord(ch) > 127):
             return True  # "ŁódŸ"
-    wide = {ch.lower() for ch in letters if ord(ch) > 127}
+    wide = {low for ch in letters if ord(low := ch.lower()[:1]) > 127}  # İ: i + dot
     if not wide:
         return False
     scripts = {_script(ch) for ch in letters}

@@ -582,3 +582,35 @@ def test_nul_bytes_reject_their_row_in_every_format(tmp_path: Path, fmt: str) ->
             "notes",
         )
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "detected"),
+    [
+        (
+            "имя,город\nИван Петров,Москва\nОльга Смирнова,Санкт-Петербург\n",  # noqa: RUF001
+            "cp1251",
+            "cp1251",
+        ),
+        (
+            "όνομα,πόλη\nΓιώργος Παπαδόπουλος,Αθήνα\nΜαρία Νικολάου,Θεσσαλονίκη\n",  # noqa: RUF001
+            "cp1253",
+            "cp1253",
+        ),
+        (
+            "ad,şehir\nŞükrü Öztürk,İstanbul\nAyşe Yılmaz,Ağrı\nGüneş Çağlar,Muğla\n",  # noqa: RUF001
+            "cp1254",
+            "cp1254",
+        ),
+        ("名前,都市\n山田太郎,東京\n佐藤花子,大阪\n", "shift_jis", "cp932"),
+    ],
+)
+def test_other_scripts_and_code_pages(
+    tmp_path: Path, text: str, encoding: str, detected: str
+) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(text.encode(encoding))
+    with open_source(path) as reader:
+        assert reader.info.encoding == detected
+        frame = pl.concat(list(reader.chunks()))
+    assert frame.to_dicts() == rows_of(text)
