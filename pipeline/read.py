@@ -68,6 +68,20 @@ class SourceInfo:
     mixed_lines: int = 0
     mixed_encoding: str | None = None
 
+    def describe_encoding(self) -> str | None:
+        """The encoding for people: "cp1252 (guessed; e.g. Zoë, Hélène, Søren)"."""
+        if self.encoding is None:
+            return None
+        examples = ", ".join(self.encoding_samples)
+        if self.mixed_lines:
+            lines = "line" if self.mixed_lines == 1 else "lines"
+            return f"{self.encoding}, {self.mixed_lines:,} {lines} in {self.mixed_encoding}" + (
+                f" (e.g. {examples})" if examples else ""
+            )
+        if self.encoding_guessed:
+            return f"{self.encoding} (guessed" + (f"; e.g. {examples})" if examples else ")")
+        return self.encoding
+
 
 def detect_format(path: Path, declared: str | None) -> str:
     """The format declared in the mapping, else from the extension."""
@@ -239,6 +253,9 @@ def detect(sample: bytes, *, complete: bool = False) -> Encoding:
         return Encoding("utf-8-sig")
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return Encoding("utf-16")
+    wide = _utf16_without_bom(sample)
+    if wide is not None:
+        return Encoding(wide, guessed=True)
     try:
         sample.decode("utf-8")
         return Encoding("utf-8")
@@ -263,6 +280,20 @@ def detect(sample: bytes, *, complete: bool = False) -> Encoding:
         if page.name in LATIN_PAGES:
             return Encoding("utf-8", page.guessed, page.samples, line_page=page.name)
     return _single_byte(sample)
+
+
+def _utf16_without_bom(sample: bytes) -> str | None:
+    """utf-16-le / -be when every other byte is NUL (ASCII text in UTF-16, no BOM)."""
+    head = sample[: 1 << 14]
+    if len(head) < 8:
+        return None
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    half = len(head) // 2
+    if odd >= 0.9 * half and even < 0.1 * half:
+        return "utf-16-le"
+    if even >= 0.9 * half and odd < 0.1 * half:
+        return "utf-16-be"
+    return None
 
 
 def _codec(name: str) -> str:

@@ -256,6 +256,8 @@ def test_single_byte_code_pages_are_told_apart(
         samples,
     )
     assert frame.to_dicts() == rows_of(text)
+    expected = f"{detected} (guessed; e.g. {', '.join(samples)})" if guessed else detected
+    assert info.describe_encoding() == expected
 
 
 def test_cp1252_names_are_not_read_as_baltic(tmp_path: Path) -> None:
@@ -281,6 +283,7 @@ def test_lines_of_utf8_and_cp1252_are_each_read_as_what_they_are(tmp_path: Path)
         frame = pl.concat(list(reader.chunks()))
         info = reader.info
     assert (info.encoding, info.mixed_encoding, info.mixed_lines) == ("utf-8", "cp1252", 2)
+    assert info.describe_encoding() == "utf-8, 2 lines in cp1252 (e.g. Hélène, Besançon, Søren)"
     assert frame.to_dicts() == [
         {"_row": 2, "name": "Café Zoë", "city": "Zürich"},
         {"_row": 3, "name": "Hélène", "city": "Besançon"},
@@ -294,6 +297,16 @@ def test_utf8_is_not_a_guess(tmp_path: Path) -> None:
     path.write_text(TEXT, encoding="utf-8")
     with open_source(path) as reader:
         assert (reader.info.encoding_guessed, reader.info.mixed_lines) == (False, 0)
+        assert reader.info.describe_encoding() == "utf-8"
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_bom(tmp_path: Path, codec: str) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(TEXT.encode(codec))
+    with open_source(path) as reader:
+        assert reader.info.encoding == codec
+        assert pl.concat(list(reader.chunks()))["name"].to_list() == ["Zoë", "Renée"]
 
 
 # ---------------------------------------------------------------------- line endings, quotes
