@@ -366,9 +366,11 @@ class SourceReader:
             self.info.columns = names
         else:
             self._frame = self._read_json()
-        if self.format in ("parquet", "ndjson"):
+        if self.format == "parquet" or (
+            self.format == "ndjson" and _holds(self.path, b"\\u0000")  # JSON escapes NUL
+        ):
             self._find_nul_rows(self._lazy.with_row_index(ROW, offset=1))
-        elif self.format != "csv" and self.format != "tsv":
+        elif self.format in ("xlsx", "json"):
             self._find_nul_rows(self._frame.lazy())
             if self._skip_rows:
                 self._frame = self._frame.filter(~pl.col(ROW).is_in(sorted(self._skip_rows)))
