@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
+import itertools
 import json
 import os
+import re
+import stat
 import tempfile
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TextIO
 
 import polars as pl
 from charset_normalizer import from_bytes
@@ -26,20 +31,6 @@ from pipeline.errors import InputError
 from pipeline.mapping import EXTENSIONS, SourceSpec
 
 ROW = "_row"
-SINGLE_BYTE_WESTERN = frozenset(
-    {
-        "latin-1",
-        "iso8859-1",
-        "ascii",
-        "cp1252",
-        "cp1250",
-        "cp1257",
-        "iso8859-2",
-        "iso8859-15",
-        "mac-roman",
-    }
-)
-SINGLE_BYTE = SINGLE_BYTE_WESTERN | {"cp852", "cp850", "cp1254", "iso8859-9", "mac-latin2"}
 SAMPLE_BYTES = 256 * 1024
 DEFAULT_CHUNK = 100_000
 csv.field_size_limit(1 << 30)
@@ -47,11 +38,16 @@ csv.field_size_limit(1 << 30)
 
 @dataclass(frozen=True)
 class ReadReject:
-    """A row the reader could not take (ragged), with what it holds."""
+    """A row the reader could not take (ragged, a NUL byte), with every field it holds.
+
+    ``values`` may hold more fields than the header has columns (a ragged row); a
+    rejects writer must keep the extra ones. ``column`` names the cell at fault, if one.
+    """
 
     row: int
     reason: str
     values: tuple[str, ...]
+    column: str | None = None
 
 
 @dataclass
@@ -65,6 +61,26 @@ class SourceInfo:
     delimiter: str | None = None
     blank_rows: int = 0
     rejects: list[ReadReject] = field(default_factory=list)
+    # the encoding was chosen between close code pages (say so, with a few words read)
+    encoding_guessed: bool = False
+    encoding_samples: list[str] = field(default_factory=list)
+    # lines read in a single-byte code page in a file otherwise UTF-8 (two exports pasted)
+    mixed_lines: int = 0
+    mixed_encoding: str | None = None
+
+    def describe_encoding(self) -> str | None:
+        """The encoding for people: "cp1252 (guessed; e.g. Zoë, Hélène, Søren)"."""
+        if self.encoding is None:
+            return None
+        examples = ", ".join(self.encoding_samples)
+        if self.mixed_lines:
+            lines = "line" if self.mixed_lines == 1 else "lines"
+            return f"{self.encoding}, {self.mixed_lines:,} {lines} in {self.mixed_encoding}" + (
+                f" (e.g. {examples})" if examples else ""
+            )
+        if self.encoding_guessed:
+            return f"{self.encoding} (guessed" + (f"; e.g. {examples})" if examples else ")")
+        return self.encoding
 
 
 def detect_format(path: Path, declared: str | None) -> str:
@@ -80,37 +96,204 @@ def detect_format(path: Path, declared: str | None) -> str:
     return fmt
 
 
-def detect_encoding(sample: bytes) -> str:
-    """utf-8 (with or without BOM), utf-16 with BOM, else charset-normalizer's best guess."""
+# Single-byte Latin code pages weighed against each other, in order of preference:
+# cp1252 first (what Excel writes on Western Windows), then Central European, Baltic.
+LATIN_PAGES = ("cp1252", "cp1250", "cp1257", "iso8859-2", "iso8859-13", "iso8859-15", "cp1254")
+# The non-ASCII letters of each language written in those code pages (lower case). A
+# word is plausible when one language holds all its non-ASCII letters.
+LANGUAGES = {
+    "fr": "àâæçéèêëîïôœùûüÿ",
+    "es": "áéíñóúü",
+    "pt": "áâãàçéêíóôõú",
+    "it": "àèéìíîòóùú",
+    "de": "äöüß",
+    "nl": "áéíóúèëïöü",
+    "da": "æøåé",
+    "sv": "åäöé",
+    "fi": "åäöšž",
+    "is": "áðéíóúýþæö",
+    "et": "äöõüšž",
+    "ca": "àçèéíïòóúü",
+    "cs": "áčďéěíňóřšťúůýž",
+    "sk": "áäčďéíĺľňóôŕšťúýž",
+    "pl": "ąćęłńóśźż",
+    "hu": "áéíóöőúüű",
+    "hr": "čćđšž",
+    "ro": "ăâîșțşţ",
+    "lt": "ąčęėįšųūž",
+    "lv": "āčēģīķļņšūž",
+    "tr": "çğıöşüâî",
+    "sq": "çë",
+}
+_LATIN_LETTERS = frozenset("".join(LANGUAGES.values()))
+_APOSTROPHES = frozenset("\u2019\u2018\u02bc")  # right, left single quote; modifier
+_TOKEN = re.compile(r"[^\s!-/:-@\[-`{-~]+")
+_NEUTRAL = frozenset("ªºµ")
+
+
+class _NotUtf8(Exception):
+    """The text handed to the structure scan is not UTF-8 after all."""
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """What detection found: the codec, whether it was a close guess, a few words read
+    with it, and for a file mixing UTF-8 lines with another code page, that page."""
+
+    name: str
+    guessed: bool = False
+    samples: tuple[str, ...] = ()
+    line_page: str | None = None
+
+
+def _script(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    word = name.split(" ", 1)[0]
+    return "CJK" if word in ("CJK", "HIRAGANA", "KATAKANA", "HANGUL") else word
+
+
+def _implausible(token: str) -> bool:
+    """Whether a word holding non-ASCII characters cannot be what someone typed."""
+    letters = [ch for ch in token if ch.isalpha() and ch not in _NEUTRAL]
+    for i, ch in enumerate(token):
+        if ord(ch) < 128 or (ch.isalpha() and ch not in _NEUTRAL) or ch in _APOSTROPHES:
+            continue
+        category = unicodedata.category(ch)
+        before = i > 0 and token[i - 1].isalpha()
+        after = i + 1 < len(token) and token[i + 1].isalpha()
+        if category[0] == "C":
+            return True  # a control character inside text
+        if category in ("Sc",) and after:
+            return True  # "£ukasz"
+        if (category[0] == "S" or category == "No" or ch in _NEUTRAL) and before and after:
+            return True  # "Ma³gorzata"
+    for prev, ch in itertools.pairwise(letters):
+        if prev.islower() and ch.isupper() and (ord(prev) > 127 or ord(ch) > 127):
+            return True  # "ŁódŸ"
+    wide = {low for ch in letters if ord(low := ch.lower()[:1]) > 127}  # İ: i + dot
+    if not wide:
+        return False
+    scripts = {_script(ch) for ch in letters}
+    if len(scripts) > 1:
+        return True  # Latin and Cyrillic in one word
+    if scripts != {"LATIN"}:
+        return False
+    if not wide <= _LATIN_LETTERS:
+        return True
+    return not any(wide <= set(chars) for chars in LANGUAGES.values())
+
+
+def _words(text: str) -> dict[str, None]:
+    return dict.fromkeys(t for t in _TOKEN.findall(text) if not t.isascii())
+
+
+def _implausibility(text: str) -> int:
+    """How many distinct words of the text cannot be right; C1 controls weigh most."""
+    controls = sum(1 for ch in text if "\x80" <= ch <= "\x9f")
+    return 1000 * controls + sum(1 for w in _words(text) if _implausible(w))
+
+
+def _samples(text: str, count: int = 3) -> tuple[str, ...]:
+    out: list[str] = []
+    for word in _words(text):
+        letters = "".join(ch for ch in word if ch.isalpha() or ch in _APOSTROPHES)
+        if any(ord(ch) > 127 and ch.isalpha() for ch in letters) and letters not in out:
+            out.append(letters)
+            if len(out) == count:
+                break
+    return tuple(out)
+
+
+def _single_byte(sample: bytes) -> Encoding:
+    """The code page of a non-UTF-8 sample: cp1252 unless another reads clearly better."""
+    scores: dict[str, int] = {}
+    texts: dict[str, str] = {}
+    for page in LATIN_PAGES:
+        try:
+            texts[page] = sample.decode(page)
+        except UnicodeDecodeError:
+            continue
+        scores[page] = _implausibility(texts[page])
+    if not scores or min(scores.values()) > 0:
+        # no Latin page reads cleanly: let charset-normalizer propose (Cyrillic, Greek, CJK...)
+        best = from_bytes(sample).best()
+        if best is not None:
+            other = _codec(best.encoding)
+            if other not in scores:
+                try:
+                    texts[other] = sample.decode(other)
+                    scores[other] = _implausibility(texts[other])
+                except (UnicodeDecodeError, LookupError):
+                    pass
+    if not scores:
+        return Encoding("cp1252")
+    chosen = "cp1252" if "cp1252" in scores else min(scores, key=lambda p: scores[p])
+    best_other = min(scores, key=lambda p: scores[p])
+    if scores[best_other] < scores[chosen]:
+        chosen = best_other
+    close = any(
+        texts[p] != texts[chosen] and scores[p] <= scores[chosen] + 1 for p in scores if p != chosen
+    )
+    return Encoding(chosen, guessed=close, samples=_samples(texts[chosen]))
+
+
+def detect_encoding(sample: bytes, *, complete: bool = False) -> str:
+    """The codec of a sample (see :func:`detect`)."""
+    return detect(sample, complete=complete).name
+
+
+def detect(sample: bytes, *, complete: bool = False) -> Encoding:
+    """utf-8 (with or without BOM), utf-16 with BOM, a file mixing UTF-8 lines with lines
+    of one code page, else the single-byte code page that reads best.
+
+    ``complete`` says the sample is the whole file (a character cut at its end is then
+    an error, not the edge of the sample).
+    """
     if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
+        return Encoding("utf-8-sig")
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
+        return Encoding("utf-16")
+    wide = _utf16_without_bom(sample)
+    if wide is not None:
+        return Encoding(wide, guessed=True)
     try:
         sample.decode("utf-8")
-        return "utf-8"
+        return Encoding("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start >= len(sample) - 4:  # a character cut by the end of the sample
-            return "utf-8"
-    matches = from_bytes(sample)
-    best = matches.best()
-    name = _codec(best.encoding) if best is not None else "cp1252"
-    if name not in SINGLE_BYTE_WESTERN:
-        return name
-    # Short samples leave the single-byte code pages close. Read the bytes each way
-    # charset-normalizer found plausible and keep the reading with the most letters
-    # (cp1250 "Łódź" reads as "£ódŸ" in cp1252). Ties go to cp1252, what Excel on
-    # Western Windows writes (it also has the curly quotes and euro sign latin-1 lacks).
-    candidates = ["cp1252", *(c for m in matches if (c := _codec(m.encoding)) in SINGLE_BYTE)]
-
-    def letters(encoding: str) -> int:
+        if not complete and exc.start >= len(sample) - 4:  # a character cut by the sample
+            return Encoding("utf-8")
+    lines = sample.split(b"\n")
+    if not complete and len(lines) > 1:
+        lines.pop()  # maybe cut by the end of the sample
+    utf8 = 0
+    others: list[bytes] = []
+    for line in lines:
+        if line.isascii():
+            continue
         try:
-            text = sample.decode(encoding)
+            line.decode("utf-8")
+            utf8 += 1
         except UnicodeDecodeError:
-            return -1
-        return sum(1 for ch in text if ord(ch) > 127 and ch.isalpha())
+            others.append(line)
+    if utf8 and others:
+        page = _single_byte(b"\n".join(others))
+        if page.name in LATIN_PAGES:
+            return Encoding("utf-8", page.guessed, page.samples, line_page=page.name)
+    return _single_byte(sample)
 
-    return max(dict.fromkeys(candidates), key=letters)
+
+def _utf16_without_bom(sample: bytes) -> str | None:
+    """utf-16-le / -be when every other byte is NUL (ASCII text in UTF-16, no BOM)."""
+    head = sample[: 1 << 14]
+    if len(head) < 8:
+        return None
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    half = len(head) // 2
+    if odd >= 0.9 * half and even < 0.1 * half:
+        return "utf-16-le"
+    if even >= 0.9 * half and odd < 0.1 * half:
+        return "utf-16-be"
+    return None
 
 
 def _codec(name: str) -> str:
@@ -139,13 +322,35 @@ class SourceReader:
         self.path = Path(path)
         self.spec = spec or SourceSpec()
         self.chunk_size = chunk_size
-        if not self.path.exists():
-            raise InputError(f"{self.path}: no such file")
-        if self.path.is_dir():
+        try:
+            mode = self.path.stat().st_mode
+        except FileNotFoundError:
+            raise InputError(f"{self.path}: no such file") from None
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot open: {exc.strerror}") from None
+        if stat.S_ISDIR(mode):
             raise InputError(f"{self.path}: is a folder, not a data file")
+        if not stat.S_ISREG(mode):
+            # a FIFO would block in open(), /dev/zero would never end
+            raise InputError(f"{self.path}: not a regular file (a pipe, socket or device)")
         self.format = detect_format(self.path, self.spec.format)
         self._tmp: Path | None = None
+        self._skip: set[int] = set()  # CSV: record indexes (row - 2) not to hand out
+        self._skip_rows: set[int] = set()  # other formats: ``_row`` numbers not to hand out
         self.info = SourceInfo(self.path, self.format, [])
+        try:
+            self._open()
+        except InputError:
+            self.close()
+            raise
+        except (pl.exceptions.PolarsError, OSError, ValueError, RecursionError) as exc:
+            self.close()
+            raise InputError(
+                f"{self.path}: cannot read the {self.format} file: {_one_line(exc)}"
+            ) from None
+        _check_headers(self.path, self.info.columns)
+
+    def _open(self) -> None:
         if self.format in ("csv", "tsv"):
             self._open_csv()
         elif self.format == "xlsx":
@@ -154,11 +359,74 @@ class SourceReader:
             self._lazy = pl.scan_parquet(self.path)
             self.info.columns = list(self._lazy.collect_schema().names())
         elif self.format == "ndjson":
-            self._lazy = pl.scan_ndjson(self.path, infer_schema_length=1000)
-            self.info.columns = list(self._lazy.collect_schema().names())
+            # every value as text (the mapping types them): the names from the whole file,
+            # then a scan that reads each value, nested ones as JSON text
+            names = self._ndjson_names()
+            self._lazy = pl.scan_ndjson(self.path, schema=dict.fromkeys(names, pl.String))
+            self.info.columns = names
         else:
             self._frame = self._read_json()
-        _check_headers(self.path, self.info.columns)
+        if self.format == "parquet" or (
+            self.format == "ndjson" and _holds(self.path, b"\\u0000")  # JSON escapes NUL
+        ):
+            self._find_nul_rows(self._lazy.with_row_index(ROW, offset=1))
+        elif self.format in ("xlsx", "json"):
+            self._find_nul_rows(self._frame.lazy())
+            if self._skip_rows:
+                self._frame = self._frame.filter(~pl.col(ROW).is_in(sorted(self._skip_rows)))
+
+    def _ndjson_names(self) -> list[str]:
+        """The keys of every NDJSON record, in the order they first appear."""
+        try:
+            return list(
+                pl.scan_ndjson(self.path, infer_schema_length=None).collect_schema().names()
+            )
+        except pl.exceptions.PolarsError:
+            pass  # types polars cannot reconcile (a struct, then a number): walk the lines
+        names: dict[str, None] = {}
+        with self.path.open(encoding="utf-8-sig", errors="replace") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(
+                        f"{self.path}: line {number} is not valid JSON ({exc.msg})"
+                    ) from None
+                except RecursionError:
+                    raise InputError(
+                        f"{self.path}: line {number} is nested too deep to read"
+                    ) from None
+                if not isinstance(record, dict):
+                    raise InputError(f"{self.path}: line {number} is not a JSON object")
+                names.update(dict.fromkeys(record))
+        return list(names)
+
+    def _find_nul_rows(self, lazy: pl.LazyFrame) -> None:
+        """Reject the records holding a NUL byte (Postgres refuses them), naming the column."""
+        text = [c for c, t in lazy.collect_schema().items() if t == pl.String and c != ROW]
+        if not text:
+            return
+        hits = lazy.filter(
+            pl.any_horizontal(pl.col(c).str.contains("\x00", literal=True) for c in text)
+        ).collect(engine="streaming")
+        if hits.height == 0:
+            return
+        hits = _as_text(hits, keep=(ROW,))
+        columns = [c for c in hits.columns if c != ROW]
+        for record in hits.iter_rows(named=True):
+            column = next(c for c in text if record[c] is not None and "\x00" in record[c])
+            values = tuple("" if record[c] is None else str(record[c]) for c in columns)
+            self.info.rejects.append(
+                ReadReject(
+                    int(record[ROW]),
+                    f"column {column!r} holds a NUL byte (\\x00); remove it",
+                    values,
+                    column,
+                )
+            )
+            self._skip_rows.add(int(record[ROW]))
 
     def close(self) -> None:
         """Remove any temporary transcoded copy."""
@@ -177,13 +445,52 @@ class SourceReader:
     def _open_csv(self) -> None:
         with self.path.open("rb") as handle:
             sample = handle.read(SAMPLE_BYTES)
+            complete = not handle.read(1)
         if not sample.strip():
             raise InputError(f"{self.path}: the file is empty")
-        encoding = self.spec.encoding or detect_encoding(sample)
+        if self.spec.encoding:
+            try:
+                codecs.lookup(self.spec.encoding)
+                found = Encoding(self.spec.encoding)
+            except LookupError:
+                raise InputError(
+                    f"{self.path}: unknown encoding {self.spec.encoding!r} in source.encoding"
+                ) from None
+        else:
+            found = detect(sample, complete=complete)
+        encoding = found.name
         self.info.encoding = encoding
-        text_path = self.path
-        if codecs.lookup(encoding).name not in ("utf-8",):
-            text_path = self._transcode(encoding)
+        self.info.encoding_guessed = found.guessed
+        self.info.encoding_samples = list(found.samples)
+        cr_only = b"\r" in sample and b"\n" not in sample
+        # UTF-8 over the sample but not further on (two exports pasted together): then
+        # each line is read as what it is
+        may_mix = (
+            not self.spec.encoding
+            and found.line_page is None
+            and codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
+        )
+        try:
+            text_path = self.path
+            if found.line_page is not None or cr_only or codecs.lookup(encoding).name != "utf-8":
+                text_path = self._transcode(
+                    encoding, line_page=found.line_page, cr_only=cr_only, may_mix=may_mix
+                )
+            self._scan_csv(text_path, encoding)
+        except _NotUtf8:
+            if not may_mix:
+                raise InputError(
+                    f"{self.path}: not valid {encoding}; set source.encoding in the mapping, "
+                    "e.g. cp1252"
+                ) from None
+            page = self._page_of_other_lines()
+            self.close()
+            text_path = self._transcode(encoding, line_page=page.name, cr_only=cr_only)
+            self.info.encoding_guessed = page.guessed
+            self.info.encoding_samples = list(page.samples)
+            self._scan_csv(text_path, encoding)
+
+    def _scan_csv(self, text_path: Path, encoding: str) -> None:
         try:
             head = text_path.open(
                 encoding="utf-8-sig" if text_path == self.path else "utf-8", newline=""
@@ -191,10 +498,12 @@ class SourceReader:
             with head:
                 preview = head.read(SAMPLE_BYTES)
         except UnicodeDecodeError as exc:
-            raise InputError(
-                f"{self.path}: not valid {encoding} ({exc.reason} at byte "
-                f"{exc.start}); set source.encoding in the mapping, e.g. cp1252"
-            ) from None
+            if self.spec.encoding:
+                raise InputError(
+                    f"{self.path}: not valid {encoding} ({exc.reason} at byte "
+                    f"{exc.start}); set source.encoding in the mapping, e.g. cp1252"
+                ) from None
+            raise _NotUtf8 from None
         delimiter = self.spec.delimiter or (
             "\t" if self.format == "tsv" else sniff_delimiter(preview)
         )
@@ -202,44 +511,89 @@ class SourceReader:
         self._csv_path = text_path
         self._scan_csv_structure(text_path, delimiter)
 
-    def _transcode(self, encoding: str) -> Path:
-        """Copy the file to UTF-8 (streamed: memory stays flat) for polars to read."""
+    def _page_of_other_lines(self) -> Encoding:
+        """The code page of the lines that are not UTF-8 (a sample of them)."""
+        others: list[bytes] = []
+        size = 0
+        with self.path.open("rb") as handle:
+            for line in handle:
+                if line.isascii():
+                    continue
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    others.append(line)
+                    size += len(line)
+                    if size >= SAMPLE_BYTES:
+                        break
+        page = _single_byte(b"".join(others))
+        if page.name not in LATIN_PAGES:
+            raise InputError(
+                f"{self.path}: some lines are UTF-8, others not; set source.encoding in the mapping"
+            )
+        return page
+
+    def _transcode(
+        self, encoding: str, *, line_page: str | None, cr_only: bool, may_mix: bool = False
+    ) -> Path:
+        """Copy the file to UTF-8 (streamed: memory stays flat) for polars to read.
+
+        ``line_page``: the file mixes UTF-8 lines with lines of that code page; each
+        line is decoded by what it is. ``cr_only``: lines end with a lone CR (classic
+        Mac, some Excel exports); they are written with LF, which polars reads.
+        """
         fd, name = tempfile.mkstemp(prefix="twenty-pipeline-", suffix=".csv")
         self._tmp = Path(name)
-        decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
         try:
             with (
                 self.path.open("rb") as src,
                 os.fdopen(fd, "w", encoding="utf-8", newline="") as dst,
             ):
+                if line_page is not None:
+                    self.info.mixed_lines = _transcode_lines(
+                        self.path, src, dst, line_page, cr_only=cr_only
+                    )
+                    self.info.mixed_encoding = line_page
+                    return self._tmp
+                decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
                 offset = 0
                 while block := src.read(1 << 20):
                     try:
-                        dst.write(decoder.decode(block))
+                        text = decoder.decode(block)
                     except UnicodeDecodeError as exc:
+                        if may_mix:
+                            raise _NotUtf8 from None
                         raise InputError(
                             f"{self.path}: not valid {encoding} at byte {offset + exc.start}; "
                             "set source.encoding in the mapping"
                         ) from None
+                    dst.write(text.replace("\r", "\n") if cr_only else text)
                     offset += len(block)
-                dst.write(decoder.decode(b"", final=True))
+                try:
+                    dst.write(decoder.decode(b"", final=True))
+                except UnicodeDecodeError:
+                    raise InputError(
+                        f"{self.path}: not valid {encoding}: the file ends inside a character; "
+                        "set source.encoding in the mapping"
+                    ) from None
         except BaseException:
             self.close()
             raise
         return self._tmp
 
     def _scan_csv_structure(self, text_path: Path, delimiter: str) -> None:
-        """Find the header, blank lines and ragged rows before polars reads the data.
+        """Find the header, blank lines, ragged rows and NUL bytes before polars reads.
 
         polars pads short rows silently and cannot tell them from trailing empty
         cells, so the field count of every record is taken here and only the
-        exceptions are kept. When no quoted field spans lines (the usual case) a line
-        is a record, and polars counts the fields of every line at once; otherwise
-        the csv module walks the records.
+        exceptions are kept. When every line is a well-formed record (the usual case:
+        no quoted field spans lines, no stray quote) polars checks every line at once;
+        otherwise the csv module walks the records and writes a clean copy for polars.
         """
         header = self._read_header(text_path, delimiter)
         self.info.columns = [h.strip() for h in header]
         width = len(header)
+        has_nul = _holds(text_path, b"\x00")
         with text_path.open("rb") as handle:
             sample = handle.read(SAMPLE_BYTES)
         # polars reads each line as one field: a separator byte the text never holds
@@ -247,10 +601,13 @@ class SourceReader:
             (m for m in ("\x1f", "\x1e", "\x1d", "\x01") if m.encode() not in sample), None
         )
         if marker is None:
-            self._scan_with_csv_module(text_path, delimiter)
+            self._scan_with_csv_module(text_path, delimiter, has_nul)
             return
         quote = '"'
+        sep = re.escape(delimiter)
+        cell = f'(?:"(?:[^"]|"")*"|[^"{sep}]*)'
         line = pl.col("line")
+        has_quote = line.str.contains(quote, literal=True)
         odd = (
             pl.scan_csv(
                 text_path,
@@ -265,7 +622,20 @@ class SourceReader:
             .with_row_index("index")
             .select(
                 "index",
-                (line.str.count_matches(quote, literal=True) % 2 == 1).alias("open_quote"),
+                # an odd count: a quoted field spans lines; a quote inside an unquoted
+                # field ('12" pizza', '"A"B'): the csv module reads those as Excel does
+                # a CR left in a line (polars drops the one of CRLF) ends a record for
+                # the csv module and Excel, or sits in a quoted field: either way, walk
+                (
+                    (
+                        has_quote
+                        & (
+                            (line.str.count_matches(quote, literal=True) % 2 == 1)
+                            | ~line.str.contains(f"^{cell}(?:{sep}{cell})*\r?$")
+                        )
+                    )
+                    | line.str.contains("\r", literal=True)
+                ).alias("irregular"),
                 (
                     line.str.replace_all(f"{quote}[^{quote}]*{quote}", "").str.count_matches(
                         delimiter, literal=True
@@ -273,33 +643,45 @@ class SourceReader:
                     + 1
                 ).alias("fields"),
                 (line.str.strip_chars() == "").alias("blank"),
+                (line.str.contains("\x00", literal=True) if has_nul else pl.lit(False)).alias(
+                    "nul"
+                ),
             )
-            .filter(pl.col("open_quote") | (pl.col("fields") != width) | pl.col("blank"))
+            .filter(
+                pl.col("irregular") | (pl.col("fields") != width) | pl.col("blank") | pl.col("nul")
+            )
             .filter(pl.col("index") > 0)
         )
         try:
             anomalies = odd.collect(engine="streaming")
-        except pl.exceptions.ComputeError as exc:
+        except pl.exceptions.PolarsError as exc:
+            if "utf-8" in str(exc).lower() or "utf8" in str(exc).lower():
+                raise _NotUtf8 from None
             raise InputError(
-                f"{self.path}: cannot read: {exc}; if it is not UTF-8, set "
+                f"{self.path}: cannot read: {_one_line(exc)}; if it is not UTF-8, set "
                 "source.encoding in the mapping"
             ) from None
-        if anomalies["open_quote"].any():
-            # a quoted field spans lines: lines are not records, walk the records instead
-            self._scan_with_csv_module(text_path, delimiter)
+        if anomalies["irregular"].any():
+            self._scan_with_csv_module(text_path, delimiter, has_nul)
             return
         blanks: list[int] = []
-        rejects: list[ReadReject] = []
-        for index, fields, blank in anomalies.select("index", "fields", "blank").iter_rows():
+        wanted: dict[int, str] = {}
+        for index, fields, blank, nul in anomalies.select(
+            "index", "fields", "blank", "nul"
+        ).iter_rows():
             record = int(index) - 1
             if blank:
                 blanks.append(record)
-            else:
-                rejects.append(
-                    ReadReject(record + 2, f"row has {fields} fields, the header has {width}", ())
-                )
-        if rejects:
-            rejects = self._ragged_values(text_path, delimiter, rejects)
+            elif fields != width:
+                wanted[record] = f"row has {fields} fields, the header has {width}"
+            elif nul:
+                wanted[record] = ""  # the reason names the column, once the fields are read
+        self._set_rejects(text_path, delimiter, wanted, blanks)
+
+    def _set_rejects(
+        self, text_path: Path, delimiter: str, wanted: dict[int, str], blanks: list[int]
+    ) -> None:
+        rejects = self._reject_values(text_path, delimiter, wanted) if wanted else []
         self._skip = {r.row - 2 for r in rejects} | set(blanks)
         self.info.blank_rows = len(blanks)
         self.info.rejects = rejects
@@ -313,70 +695,90 @@ class SourceReader:
             except (csv.Error, UnicodeDecodeError) as exc:
                 raise InputError(f"{self.path}: cannot read the header: {exc}") from None
 
-    def _scan_with_csv_module(self, text_path: Path, delimiter: str) -> None:
-        """The header, blank lines and ragged rows, by the csv module (any CSV)."""
-        encoding = "utf-8-sig"
-        with text_path.open(encoding=encoding, newline="") as handle:
-            reader = csv.reader(handle, delimiter=delimiter)
-            try:
-                header = next(reader)
-            except StopIteration:
-                raise InputError(f"{self.path}: the file is empty") from None
-            except (csv.Error, UnicodeDecodeError) as exc:
-                raise InputError(f"{self.path}: cannot read the header: {exc}") from None
-            self.info.columns = [h.strip() for h in header]
-            width = len(header)
-            blanks: list[int] = []
-            rejects: list[ReadReject] = []
-            offset = 0
-            try:
-                # map(len, reader) runs in C: only the rare odd record costs Python time.
-                while block := list(islice(map(len, reader), 1 << 20)):
-                    counts = pl.Series(block, dtype=pl.Int32)
-                    odd = (counts != width).arg_true().to_list()
-                    for index in odd:
-                        count = block[index]
-                        if count == 0:
-                            blanks.append(offset + index)
-                        else:
-                            rejects.append(
-                                ReadReject(
-                                    offset + index + 2,
-                                    f"row has {count} fields, the header has {width}",
-                                    (),
-                                )
-                            )
-                    offset += len(block)
-            except UnicodeDecodeError as exc:
-                raise InputError(
-                    f"{self.path}: not valid UTF-8 ({exc.reason}); set "
-                    "source.encoding in the mapping, e.g. cp1252"
-                ) from None
-            except csv.Error as exc:
-                raise InputError(
-                    f"{self.path}: malformed CSV near line {reader.line_num}: {exc}"
-                ) from None
-        if rejects:
-            rejects = self._ragged_values(text_path, delimiter, rejects)
-        self._skip = {r.row - 2 for r in rejects} | set(blanks)
-        self.info.blank_rows = len(blanks)
-        self.info.rejects = rejects
+    def _scan_with_csv_module(self, text_path: Path, delimiter: str, has_nul: bool) -> None:
+        """The header, blank lines and ragged rows, by the csv module (any CSV).
 
-    def _ragged_values(
-        self, text_path: Path, delimiter: str, rejects: list[ReadReject]
+        The records are written again as plain CSV to a temporary copy, which polars
+        then reads: a quote inside an unquoted field is literal, as in Excel.
+        """
+        fd, name = tempfile.mkstemp(prefix="twenty-pipeline-", suffix=".csv")
+        clean = Path(name)
+        try:
+            with (
+                text_path.open(encoding="utf-8-sig", newline="") as handle,
+                os.fdopen(fd, "w", encoding="utf-8", newline="") as out,
+            ):
+                reader = csv.reader(handle, delimiter=delimiter)
+                # CRLF: the writer then quotes any field holding a CR or an LF
+                writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+                try:
+                    header = next(reader)
+                except StopIteration:
+                    raise InputError(f"{self.path}: the file is empty") from None
+                except (csv.Error, UnicodeDecodeError) as exc:
+                    raise InputError(f"{self.path}: cannot read the header: {exc}") from None
+                writer.writerow(header)
+                self.info.columns = [h.strip() for h in header]
+                width = len(header)
+                blanks: list[int] = []
+                wanted: dict[int, str] = {}
+                offset = 0
+                try:
+                    # reading, counting and writing run in C: only odd records cost Python time
+                    while block := list(islice(reader, 1 << 16)):
+                        writer.writerows(block)
+                        lengths = list(map(len, block))
+                        counts = pl.Series(lengths, dtype=pl.Int32)
+                        for index in (counts != width).arg_true().to_list():
+                            count = lengths[index]
+                            if count == 0:
+                                blanks.append(offset + index)
+                            else:
+                                wanted[offset + index] = (
+                                    f"row has {count} fields, the header has {width}"
+                                )
+                        if has_nul:
+                            for index, record in enumerate(block):
+                                if offset + index not in wanted and any(
+                                    "\x00" in v for v in record
+                                ):
+                                    wanted[offset + index] = ""
+                        offset += len(block)
+                except UnicodeDecodeError:
+                    raise _NotUtf8 from None
+                except csv.Error as exc:
+                    raise InputError(
+                        f"{self.path}: malformed CSV near line {reader.line_num}: {exc}"
+                    ) from None
+        except BaseException:
+            clean.unlink(missing_ok=True)
+            raise
+        self.close()  # any transcoded copy: the clean one replaces it
+        self._tmp = clean
+        self._csv_path = clean
+        self._set_rejects(clean, delimiter, wanted, blanks)
+
+    def _reject_values(
+        self, text_path: Path, delimiter: str, wanted: dict[int, str]
     ) -> list[ReadReject]:
-        """Read back what the ragged records hold, for the rejects file."""
-        wanted = {r.row - 2: r for r in rejects}
+        """Read back every field of the rejected records, for the rejects file."""
         out = []
+        header = self.info.columns
         with text_path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle, delimiter=delimiter)
             next(reader, None)
             for index, record in enumerate(reader):
-                found = wanted.get(index)
-                if found is not None:
-                    out.append(ReadReject(found.row, found.reason, tuple(record)))
-                    if len(out) == len(wanted):
-                        break
+                reason = wanted.get(index)
+                if reason is None:
+                    continue
+                column = None
+                if not reason:
+                    at = next((i for i, v in enumerate(record) if "\x00" in v), 0)
+                    column = header[at] if at < len(header) else f"field {at + 1}"
+                    reason = f"column {column!r} holds a NUL byte (\\x00); remove it"
+                out.append(ReadReject(index + 2, reason, tuple(record), column))
+                if len(out) == len(wanted):
+                    break
         return out
 
     def _csv_chunks(self, wanted: list[str] | None) -> Iterator[pl.DataFrame]:
@@ -391,20 +793,38 @@ class SourceReader:
             schema=dict.fromkeys(names, pl.String),
             truncate_ragged_lines=True,
             missing_columns="insert",
+            extra_columns="ignore",  # a long ragged row first: it is rejected, not read
             empty_string_is_null=False,
             row_index_name="_index",
             encoding="utf8",
         )
         skip = pl.Series("skip", sorted(self._skip), dtype=pl.UInt32)
         lazy = lazy.select("_index", *keep)  # polars then parses only these columns
+        rows = 0
         for batch in lazy.collect_batches(chunk_size=self.chunk_size):
             frame = batch.filter(~pl.col("_index").is_in(skip.implode()))
             if frame.height == 0:
                 continue
+            rows += frame.height
             yield frame.select(
                 (pl.col("_index").cast(pl.Int64) + 2).alias(ROW),
                 *[pl.col(n).alias(renames[n]) for n in keep],
             )
+        if rows == 0 and not self._skip and self._records_after_header():
+            raise InputError(
+                f"{self.path}: the file holds more than a header but no data row could be "
+                "read; check its line endings and delimiter (source.delimiter in the mapping)"
+            )
+
+    def _records_after_header(self) -> bool:
+        """Whether the CSV holds a non-blank record after its header (the csv module's view)."""
+        with self._csv_path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, delimiter=self.info.delimiter or ",")
+            try:
+                next(reader, None)
+                return any(any(v.strip() for v in record) for record in islice(reader, 1000))
+            except csv.Error:
+                return True
 
     # ------------------------------------------------------------------ other formats
 
@@ -418,7 +838,11 @@ class SourceReader:
                 engine="calamine",
             )
         except Exception as exc:
-            raise InputError(f"{self.path}: cannot read the workbook: {exc}") from None
+            raise InputError(f"{self.path}: cannot read the workbook: {_one_line(exc)}") from None
+        except BaseException as exc:  # a panic inside the Rust reader (pyo3 PanicException)
+            if type(exc).__name__ != "PanicException":
+                raise
+            raise InputError(f"{self.path}: cannot read the workbook: {_one_line(exc)}") from None
         self.info.columns = [str(c).strip() for c in frame.columns]
         frame = frame.rename(dict(zip(frame.columns, self.info.columns, strict=True)))
         return (
@@ -430,6 +854,8 @@ class SourceReader:
             data = json.loads(self.path.read_text(encoding="utf-8-sig"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise InputError(f"{self.path}: not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InputError(f"{self.path}: the JSON is nested too deep to read") from None
         if isinstance(data, dict):
             lists = [v for v in data.values() if isinstance(v, list)]
             data = lists[0] if len(lists) == 1 else [data]
@@ -439,12 +865,18 @@ class SourceReader:
         for record in data:
             columns.update(dict.fromkeys(record))
         self.info.columns = list(columns)
-        rows = {c: [_text(r.get(c)) for r in data] for c in columns}
+        try:
+            rows = {c: [_text(r.get(c)) for r in data] for c in columns}
+        except RecursionError:
+            raise InputError(f"{self.path}: a JSON value is nested too deep to read") from None
         frame = pl.DataFrame(rows, schema=dict.fromkeys(columns, pl.String))
         return frame.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
 
     def _lazy_chunks(self) -> Iterator[pl.DataFrame]:
         lazy = self._lazy.with_row_index(ROW, offset=1)
+        if self._skip_rows:
+            skip = pl.Series("skip", sorted(self._skip_rows), dtype=pl.UInt32)
+            lazy = lazy.filter(~pl.col(ROW).is_in(skip.implode()))
         for batch in lazy.collect_batches(chunk_size=self.chunk_size):
             yield _as_text(batch.with_columns(pl.col(ROW).cast(pl.Int64)), keep=(ROW,))
 
@@ -474,8 +906,46 @@ class SourceReader:
                         if columns is None
                         else chunk.select(ROW, *[c for c in chunk.columns if c in columns])
                     )
-        except pl.exceptions.ComputeError as exc:
-            raise InputError(f"{self.path}: cannot read: {exc}") from None
+        except (pl.exceptions.PolarsError, OSError, RecursionError) as exc:
+            raise InputError(f"{self.path}: cannot read: {_one_line(exc)}") from None
+
+
+def _transcode_lines(
+    path: Path, src: BinaryIO, dst: TextIO, page: str, *, cr_only: bool = False
+) -> int:
+    """Write each line as UTF-8: a valid UTF-8 line as it is, any other read in ``page``.
+
+    Returns how many lines were read in ``page``. ``cr_only``: lines end with a lone CR.
+    """
+    if cr_only:
+        src = io.BytesIO(src.read().replace(b"\r", b"\n"))  # rare: a whole CR-only file
+    count = 0
+    for number, line in enumerate(src, start=1):
+        if number == 1 and line.startswith(codecs.BOM_UTF8):
+            line = line[len(codecs.BOM_UTF8) :]
+        try:
+            dst.write(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            try:
+                dst.write(line.decode(page))
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{path}: line {number} is neither UTF-8 nor {page} (byte {exc.start + 1} "
+                    "of the line); set source.encoding in the mapping"
+                ) from None
+            count += 1
+    return count
+
+
+def _holds(path: Path, needle: bytes) -> bool:
+    """Whether the file holds the byte (read in blocks: memory stays flat, C speed)."""
+    with path.open("rb") as handle:
+        return any(needle in block for block in iter(lambda: handle.read(1 << 22), b""))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _text(value: Any) -> str | None:
