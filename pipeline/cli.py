@@ -359,12 +359,17 @@ def validate(
         raise click.exceptions.Exit(EXIT_REJECTED)
 
 
-def _print_validation(report: Any, offline: bool) -> None:
+def _how_read(report: Any) -> str:
+    """ "(cp1252 (guessed; e.g. Zoë), semicolon-separated)" for a summary line."""
     delim = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}.get(
         report.delimiter or "", report.delimiter
     )
     how = ", ".join(x for x in (report.encoding, delim and f"{delim}-separated") if x)
-    click.echo(f"{report.source}: {report.rows:,} rows read" + (f" ({how})" if how else ""))
+    return f" ({how})" if how else ""
+
+
+def _print_validation(report: Any, offline: bool) -> None:
+    click.echo(f"{report.source}: {report.rows:,} rows read{_how_read(report)}")
     click.echo(f"  valid:    {report.valid:,}")
     click.echo(f"  rejected: {report.rejected:,}")
     if report.blank_rows:
@@ -524,7 +529,7 @@ def _print_import(report: Any) -> None:
             f"{report.mapping}: already imported (checkpoint complete); "
             "use --restart to import again"
         )
-    click.echo(f"{report.source} -> {report.object}")
+    click.echo(f"{report.source} -> {report.object}{_how_read(report)}")
     rows = [
         ("read", report.rows_read),
         ("created", report.created),

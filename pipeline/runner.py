@@ -367,7 +367,13 @@ def read_rejects_frame(reader: SourceReader, columns: list[str]) -> pl.DataFrame
         # every field the line had, in order: a ragged line may hold more than the header
         every = json.dumps(list(r.values), ensure_ascii=False)
         record.update(
-            {"_row": r.row, "_stage": "read", "_column": None, "_value": every, "_reason": r.reason}
+            {
+                "_row": r.row,
+                "_stage": "read",
+                "_column": r.column,
+                "_value": every,
+                "_reason": r.reason,
+            }
         )
         rows.append(record)
     schema = dict.fromkeys(columns, pl.String) | {
@@ -401,7 +407,7 @@ def validate(
         plan = make_plan(mapping, schema, columns)
         report = ValidationReport(
             source=path,
-            encoding=reader.info.encoding,
+            encoding=reader.info.describe_encoding(),
             delimiter=reader.info.delimiter,
             key=plan.key,
             key_is_unique=plan.key_unique,
@@ -484,6 +490,8 @@ class ImportReport:
     rejected: int = 0
     blank_rows: int = 0
     links_left_empty: int = 0
+    encoding: str | None = None
+    delimiter: str | None = None
     batches: int = 0
     resumed: bool = False
     already_done: bool = False
@@ -514,6 +522,7 @@ class ImportReport:
                 "blank_lines_skipped": self.blank_rows,
             },
             "links_left_empty": self.links_left_empty,
+            "encoding": self.encoding,
             "batches": self.batches,
             "resumed": self.resumed,
             "already_done": self.already_done,
@@ -666,6 +675,8 @@ async def import_file(
                 object=plan.object.name_singular,
                 source=str(path),
                 blank_rows=reader.info.blank_rows,
+                encoding=reader.info.describe_encoding(),
+                delimiter=reader.info.delimiter,
                 state_dir=str(folder),
             )
             try:
