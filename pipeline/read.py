@@ -622,35 +622,54 @@ class SourceReader:
             .with_row_index("index")
             .select(
                 "index",
+                "line",
+                has_quote.alias("quoted"),
+                line.str.contains("\r", literal=True).alias("cr"),
+                (line.str.count_matches(delimiter, literal=True) + 1).alias("fields"),
+                (line.str.strip_chars() == "").alias("blank"),
+                (line.str.contains("\x00", literal=True) if has_nul else pl.lit(False)).alias(
+                    "nul"
+                ),
+            )
+            .filter(pl.col("index") > 0)
+            # the costly checks below run on the few lines that may need them only
+            .filter(
+                pl.col("quoted")
+                | pl.col("cr")
+                | (pl.col("fields") != width)
+                | pl.col("blank")
+                | pl.col("nul")
+            )
+            .with_columns(
+                # separators inside quoted fields do not count
+                pl.when(pl.col("quoted"))
+                .then(
+                    line.str.replace_all(f"{quote}[^{quote}]*{quote}", "").str.count_matches(
+                        delimiter, literal=True
+                    )
+                    + 1
+                )
+                .otherwise(pl.col("fields"))
+                .alias("fields"),
                 # an odd count: a quoted field spans lines; a quote inside an unquoted
                 # field ('12" pizza', '"A"B'): the csv module reads those as Excel does
                 # a CR left in a line (polars drops the one of CRLF) ends a record for
                 # the csv module and Excel, or sits in a quoted field: either way, walk
                 (
                     (
-                        has_quote
+                        pl.col("quoted")
                         & (
                             (line.str.count_matches(quote, literal=True) % 2 == 1)
                             | ~line.str.contains(f"^{cell}(?:{sep}{cell})*\r?$")
                         )
                     )
-                    | line.str.contains("\r", literal=True)
+                    | pl.col("cr")
                 ).alias("irregular"),
-                (
-                    line.str.replace_all(f"{quote}[^{quote}]*{quote}", "").str.count_matches(
-                        delimiter, literal=True
-                    )
-                    + 1
-                ).alias("fields"),
-                (line.str.strip_chars() == "").alias("blank"),
-                (line.str.contains("\x00", literal=True) if has_nul else pl.lit(False)).alias(
-                    "nul"
-                ),
             )
             .filter(
                 pl.col("irregular") | (pl.col("fields") != width) | pl.col("blank") | pl.col("nul")
             )
-            .filter(pl.col("index") > 0)
+            .select("index", "irregular", "fields", "blank", "nul")
         )
         try:
             anomalies = odd.collect(engine="streaming")
