@@ -22,6 +22,7 @@ from pipeline.errors import BatchRejectedError, BatchTooLargeError, UnconfirmedW
 from pipeline.mapping import FieldSpec
 from pipeline.normalize import KEY, KEY_SEPARATOR, LOOKUP_PREFIX, Plan, to_payloads
 from pipeline.read import ROW
+from pipeline.rejected_targets import rejected_targets
 from pipeline.schema import ObjectSchema
 
 OnDeleted = Literal["restore", "skip", "reject"]
@@ -100,6 +101,7 @@ class _Lookup:
     join_column: str
     cache: dict[str, str | None] = field(default_factory=dict)
     complete: bool = False  # the whole target was read: a miss is a real miss
+    rejected: dict[str, str] | None = None  # values whose own row was rejected, and why
 
 
 class LookupResolver:
@@ -111,6 +113,7 @@ class LookupResolver:
         self.client = client
         self.checkpoint = checkpoint
         self.stats = stats
+        self.schema = plan.schema
         self._lock = asyncio.Lock()
         self.lookups: list[_Lookup] = []
         for spec, f in plan.lookups:
@@ -165,6 +168,16 @@ class LookupResolver:
         lookup.cache.update(found)
         self.checkpoint.save_lookups(lookup.target.name_singular, lookup.path, found)
 
+    def _rejected(self, lookup: _Lookup) -> dict[str, str]:
+        if lookup.rejected is None:
+            lookup.rejected = rejected_targets(
+                self.checkpoint.path.parent.parent,
+                self.schema,
+                lookup.target.name_singular,
+                lookup.path,
+            )
+        return lookup.rejected
+
     async def resolve(self, items: list[_Item], records: pl.DataFrame) -> dict[int, str]:
         """Set the join columns of ``items``; return the rows to reject, with why."""
         rejected: dict[int, str] = {}
@@ -190,6 +203,9 @@ class LookupResolver:
                         f"{lookup.target.name_singular} has {lookup.path} = {value} "
                         f"(on_missing: {lookup.spec.on_missing})"
                     )
+                    why = self._rejected(lookup).get(value)
+                    if why:
+                        reason += f"; {why}"
                     if lookup.spec.on_missing == "reject":
                         rejected[item.row] = "; ".join(
                             filter(None, [rejected.get(item.row), reason])

@@ -86,7 +86,12 @@ async def test_samples_import_with_exact_outcomes_and_ledgers(
         "Company Website: no company has domainName.primaryLinkUrl "
         "= https://unknown-company.com (on_missing: reject)",
     )
-    assert rejects[5][0] == "load"  # its company was itself rejected (N/A employees)
+    assert rejects[5] == (  # its company was itself rejected (N/A employees)
+        "load",
+        "Company Website: no company has domainName.primaryLinkUrl = https://societe-demo.fr "
+        "(on_missing: reject); company row 5 of companies.csv was rejected (Employees: 'N/A' "
+        "is not a number)",
+    )
     assert rejects[9][0] == "normalize"
     success = ledger(project, "people", "success")
     assert len(success) + len(rejects) == report.rows_read

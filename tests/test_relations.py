@@ -28,7 +28,8 @@ async def test_on_missing_null_counts_and_explains_every_empty_link(
     notes = {r["key"]: r["note"] for r in ledger(project, "people", "success") if r["note"]}
     assert notes == {
         "marie.curie@societe-demo.fr": "link left empty: Company Website: no company has "
-        "domainName.primaryLinkUrl = https://societe-demo.fr (on_missing: null)",
+        "domainName.primaryLinkUrl = https://societe-demo.fr (on_missing: null); company row 5 "
+        "of companies.csv was rejected (Employees: 'N/A' is not a number)",
         "lucius@wayne.com": "link left empty: Company Website: no company has "
         "domainName.primaryLinkUrl = https://unknown-company.com (on_missing: null)",
     }
