@@ -101,9 +101,10 @@ class Faults:
         outage_mode: ``503`` (an HTML page from a load balancer) or ``reset`` (the
             connection is cut before an answer).
         metadata: fault the metadata API too (schema reads), not only core calls.
-        trace: a file to which one line per faulted call is appended (``arrive``,
-            ``applied``, ``answered`` with a call number, the method and path), so a
-            test can act at a precise moment of a run.
+        trace: a file to which lines are appended as calls pass: ``arrive``,
+            ``applied``, ``answered`` and ``fault:<kind>``, each with the call's number,
+            method and path, so a test can act at a precise moment of a run and count
+            the faults it met.
 
     The answer faults (``no_ids`` to ``trickle``) change only the answers of batch
     creates (REST ``/rest/batch/...``, GraphQL ``create<Plural>``); other calls that
@@ -780,6 +781,7 @@ class FaultInjector:
 
         send = answered
         if self._in_outage():
+            self._note(f"fault:outage-{faults.outage_mode}", number, scope)
             if faults.outage_mode == "reset":
                 await _cut(send, "injected fault: outage, connection reset")
             await Response(
@@ -795,15 +797,18 @@ class FaultInjector:
             send = _delayed(send, delay)
         roll = rng.random()
         if roll < faults.reset_rate:
+            self._note("fault:reset", number, scope)
             await _cut(send, "injected fault: connection reset before the call was applied")
             return
         roll -= faults.reset_rate
         if roll < faults.error_rate:
+            self._note("fault:error", number, scope)
             response = rest_error(500, "InternalServerErrorException", "Injected fault")
             await response(scope, receive, send)
             return
         roll -= faults.error_rate
         if roll < faults.drop_after_apply_rate:
+            self._note("fault:drop_after_apply", number, scope)
 
             async def swallow(message: Message) -> None:
                 return None
@@ -820,6 +825,7 @@ class FaultInjector:
                 return
             roll -= rate
         if roll < faults.echo_key_rate:
+            self._note("fault:echo_key", number, scope)
             header = dict(scope.get("headers") or []).get(b"authorization", b"").decode()
             response = rest_error(
                 500,
@@ -830,6 +836,7 @@ class FaultInjector:
             return
         roll -= faults.echo_key_rate
         if roll < faults.spike_rate:
+            self._note("fault:spike", number, scope)
             send = _delayed(send, faults.spike_s)
         await self.app(scope, receive, _applied(send, lambda: self._note("applied", number, scope)))
 
@@ -854,8 +861,10 @@ class FaultInjector:
         changed = _changed_answer(kind, body, self.sandbox._rng)
         if changed is None:  # not a batch create, or an error: the answer passes unchanged
             changed = body
-        elif kind == "garbage":
-            content_type, changed = self.sandbox._rng.choice(GARBAGE_BODIES)
+        else:
+            self._note(f"fault:{kind}", number, scope)
+            if kind == "garbage":
+                content_type, changed = self.sandbox._rng.choice(GARBAGE_BODIES)
         headers = [
             (name, value)
             for name, value in start.get("headers", [])

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,7 +182,7 @@ def run_and_kill(
         while process.poll() is None and time.monotonic() < deadline:
             for event, number, _path in trace.new_events():
                 trace.last = max(trace.last, number)
-                if number > base:  # a call of this run
+                if number > base and event in calls:  # a call of this run
                     calls[event].add(number)
             fire = False
             if kill.moment == "before-send":
@@ -211,3 +212,52 @@ def run_and_kill(
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
+
+
+def faults_met(trace: Path) -> Counter[str]:
+    """How many faults of each kind a served sandbox's trace records."""
+    if not trace.exists():
+        return Counter()
+    events = (line.split(" ", 1)[0] for line in trace.read_text().splitlines())
+    return Counter(e.removeprefix("fault:") for e in events if e.startswith("fault:"))
+
+
+class Servers:
+    """Sandboxes served on loopback ports, each stopped by its pid in teardown."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.started: list[Served] = []
+
+    def start(self, db: Path, *extra: str) -> Served:
+        served = start_sandbox(db, *extra)
+        self.started.append(served)
+        return served
+
+    def stop(self, served: Served) -> None:
+        stop_sandbox(served.process)
+
+    def stop_all(self) -> None:
+        for served in self.started:
+            stop_sandbox(served.process)
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[Servers]:
+    made = Servers(tmp_path)
+    yield made
+    made.stop_all()
+
+
+def assert_ledger_true(served: Served, state: Path) -> None:
+    """What success.csv says is stored is stored: its id holds the record of its key."""
+    path = state / "notes" / "success.csv"
+    if not path.exists():
+        return
+    with path.open(newline="") as handle:
+        success = list(csv.DictReader(handle))
+    stored = {r["id"]: r["title"] for r in read_back(served)}
+    wrong = [r for r in success if stored.get(r["id"]) != r["key"]]
+    assert wrong == [], f"{len(wrong)} ledger rows name a record that is not theirs"
+    rows = [r["_row"] for r in success]
+    assert len(rows) == len(set(rows))

@@ -206,7 +206,13 @@ async def test_trace_lines_and_same_seed_same_faults(tmp_path: Path) -> None:
         outcomes.append([outcome(r) for r in answers])
         lines = trace.read_text().splitlines()
         assert lines[:2] == ["arrive 1 POST /rest/batch/notes", lines[1]]
-        assert {line.split()[0] for line in lines} == {"arrive", "applied", "answered"}
+        assert {line.split()[0] for line in lines} == {
+            "arrive",
+            "applied",
+            "answered",
+            "fault:error",
+            "fault:no_ids",
+        }
         assert sum(line.startswith("answered") for line in lines) == 8
     assert outcomes[0] == outcomes[1]
     assert set(outcomes[0]) == {(500, "Injected fault"), (201, True), (201, False)}
