@@ -681,6 +681,54 @@ def sandbox() -> None:
     help="Share of calls applied whose answer is then lost.",
 )
 @click.option("--seed", type=int, default=None, help="Seed of the fault draws.")
+@click.option(
+    "--no-ids-rate", default=0.0, type=float, help="Share of batch answers with {} records."
+)
+@click.option(
+    "--wrong-ids-rate", default=0.0, type=float, help="Share of batch answers with other ids."
+)
+@click.option(
+    "--duplicate-ids-rate",
+    default=0.0,
+    type=float,
+    help="Share of batch answers repeating one id.",
+)
+@click.option(
+    "--short-rate", default=0.0, type=float, help="Share of batch answers one record short."
+)
+@click.option(
+    "--garbage-rate",
+    default=0.0,
+    type=float,
+    help="Share of batch answers that are 200 with malformed JSON, nothing or HTML.",
+)
+@click.option(
+    "--trickle-rate",
+    default=0.0,
+    type=float,
+    help="Share of batch answers sent 1 byte a second (see --trickle-bytes-per-s).",
+)
+@click.option("--trickle-bytes-per-s", default=1.0, type=float, help="Speed of a trickle.")
+@click.option(
+    "--echo-key-rate",
+    default=0.0,
+    type=float,
+    help="Share of calls answered 500 quoting the Authorization header.",
+)
+@click.option(
+    "--spike",
+    default="0:0",
+    metavar="RATE:SECONDS",
+    help="Share of calls whose answer is held SECONDS (applied first).",
+)
+@click.option(
+    "--outage",
+    default="0:0",
+    metavar="START:SECONDS[:503|reset]",
+    help="From START seconds after the first call, SECONDS of 503s (or cut connections).",
+)
+@click.option("--fault-metadata", is_flag=True, help="Fault the metadata API calls too.")
+@click.option("--trace", "trace_path", help="Append one line per faulted call to this file.")
 def sandbox_serve(
     host: str,
     port: int,
@@ -695,6 +743,18 @@ def sandbox_serve(
     reset_rate: float,
     drop_after_apply_rate: float,
     seed: int | None,
+    no_ids_rate: float,
+    wrong_ids_rate: float,
+    duplicate_ids_rate: float,
+    short_rate: float,
+    garbage_rate: float,
+    trickle_rate: float,
+    trickle_bytes_per_s: float,
+    echo_key_rate: float,
+    spike: str,
+    outage: str,
+    fault_metadata: bool,
+    trace_path: str | None,
 ) -> None:
     """Serve a sandbox workspace over HTTP (REST, GraphQL and metadata API).
 
@@ -718,13 +778,41 @@ def sandbox_serve(
     except ValueError:
         problems.append(f"--latency: {latency!r} is not MS or MIN_MS:MAX_MS")
         latency_s = (0.0, 0.0)
-    for name, value in (
+    try:
+        spike_rate_text, _, spike_text = spike.partition(":")
+        spike_rate, spike_s = float(spike_rate_text), float(spike_text or 0)
+    except ValueError:
+        problems.append(f"--spike: {spike!r} is not RATE:SECONDS, e.g. 0.1:70")
+        spike_rate, spike_s = 0.0, 0.0
+    start_text, _, rest = outage.partition(":")
+    duration_text, _, mode = rest.partition(":")
+    try:
+        outage_s = (float(start_text), float(duration_text or 0))
+    except ValueError:
+        problems.append(f"--outage: {outage!r} is not START:SECONDS[:503|reset], e.g. 2:5")
+        outage_s = (0.0, 0.0)
+    if mode not in ("", "503", "reset"):
+        problems.append(f"--outage: mode {mode!r} is not 503 or reset")
+    rates = (
         ("--error-rate", error_rate),
         ("--reset-rate", reset_rate),
         ("--drop-after-apply-rate", drop_after_apply_rate),
-    ):
+        ("--no-ids-rate", no_ids_rate),
+        ("--wrong-ids-rate", wrong_ids_rate),
+        ("--duplicate-ids-rate", duplicate_ids_rate),
+        ("--short-rate", short_rate),
+        ("--garbage-rate", garbage_rate),
+        ("--trickle-rate", trickle_rate),
+        ("--echo-key-rate", echo_key_rate),
+        ("--spike", spike_rate),
+    )
+    for name, value in rates:
         if not 0 <= value <= 1:
             problems.append(f"{name}: {value} must be between 0 and 1")
+    if sum(value for _, value in rates) > 1:
+        problems.append("the fault rates add up to more than 1")
+    if trickle_bytes_per_s <= 0:
+        problems.append(f"--trickle-bytes-per-s: {trickle_bytes_per_s} must be above 0")
     if problems:
         raise ConfigError(problems)
     options = SandboxOptions(
@@ -739,6 +827,20 @@ def sandbox_serve(
             reset_rate=reset_rate,
             drop_after_apply_rate=drop_after_apply_rate,
             seed=seed,
+            no_ids_rate=no_ids_rate,
+            wrong_ids_rate=wrong_ids_rate,
+            duplicate_ids_rate=duplicate_ids_rate,
+            short_rate=short_rate,
+            garbage_rate=garbage_rate,
+            trickle_rate=trickle_rate,
+            trickle_bytes_per_s=trickle_bytes_per_s,
+            echo_key_rate=echo_key_rate,
+            spike_rate=spike_rate,
+            spike_s=spike_s,
+            outage=outage_s,
+            outage_mode="reset" if mode == "reset" else "503",
+            metadata=fault_metadata,
+            trace=trace_path,
         ),
     )
     workspace = open_sandbox(Path(db_path), options, api_key=api_key)

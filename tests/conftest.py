@@ -77,35 +77,33 @@ class Served:
             return int(row.fetchone()[0])
 
 
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
-    started: list[subprocess.Popen[str]] = []
-
-    def start(*extra: str) -> Served:
-        db = tmp_path / f"served{len(started)}.sqlite"
-        log = (tmp_path / f"served{len(started)}.log").open("w")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pipeline",
-                "sandbox",
-                "serve",
-                "--port",
-                "0",
-                "--db",
-                str(db),
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        log.close()
-        started.append(process)
+def start_sandbox(db: Path, *extra: str) -> Served:
+    """``sandbox serve --port 0`` on ``db`` (log next to it, ``.log``), once it answers."""
+    log = db.with_suffix(".log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "sandbox",
+            "serve",
+            "--port",
+            "0",
+            "--db",
+            str(db),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    log.close()
+    try:
         assert process.stdout is not None
         banner = [process.stdout.readline() for _ in range(3)]
+        if not banner[2].strip():
+            raise AssertionError(f"sandbox did not start: {banner}")
         url = banner[1].strip().split("=", 1)[1]
         key = banner[2].strip().split("=", 1)[1]
         deadline = time.monotonic() + 20
@@ -118,16 +116,34 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
             if time.monotonic() > deadline or process.poll() is not None:
                 raise AssertionError(f"sandbox did not start: {banner}")
             time.sleep(0.05)
-        return Served(url, key, db, process)
+    except BaseException:
+        stop_sandbox(process)
+        raise
+    return Served(url, key, db, process)
+
+
+def stop_sandbox(process: subprocess.Popen[str]) -> None:
+    """Stop one served sandbox by its process id: SIGTERM, then SIGKILL after 10 s."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*extra: str) -> Served:
+        served = start_sandbox(tmp_path / f"served{len(started)}.sqlite", *extra)
+        started.append(served.process)
+        return served
 
     yield start
     for process in started:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        stop_sandbox(process)
