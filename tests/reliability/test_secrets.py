@@ -6,9 +6,9 @@ import, validate and schema run against each with text and JSON logs. Stdout,
 stderr and every byte under the state folder (report.json, success/rejects CSVs,
 the checkpoint's SQLite files) are scanned for the key.
 
-The client's log filter already masks the key in the echoed messages, so the
-echoing cases pass (they were meant as xfail until h/client's redaction). A server that fails every call makes the client retry for
-minutes, so that variant is heavy; the default one fails the first call.
+The client replaces the key by *** in every server text before it is stored or
+printed, and its log filter masks it too. A server that fails every call makes the
+client retry for minutes, so that variant is heavy; the default one fails the first call.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ Each case serves the job's workspace with one seeded fault mode, runs the import
   workspace served healthy completes with the exact state;
 - anything else (a hang, exit 0 with records missing, a lying ledger) fails.
 
-Cases marked xfail need the client to check its answers (ids present, the ones sent,
-distinct; a deadline on slow bodies): that fix is on another branch (h/client).
+Lying answers (no ids, wrong ids, duplicate ids, fewer records) pass because the client
+checks every write answer before a batch is recorded as done; a trickling body passes
+because every call has an overall deadline.
 """
 
 from __future__ import annotations
@@ -29,10 +30,6 @@ from tests.reliability.conftest import (
     environment,
     faults_met,
     run_cli,
-)
-
-NEEDS_ANSWER_CHECKS = pytest.mark.xfail(
-    reason="needs client answer checks (h/client)", strict=False
 )
 
 
@@ -83,19 +80,16 @@ def record(met: Counter[str], end: str) -> None:
 # ------------------------------------------------------------------ answers that lie
 
 
-@NEEDS_ANSWER_CHECKS
 def test_answers_without_ids(servers: Servers, job: Any, tmp_path: Path, reference: Any) -> None:
     faulted_then_healthy(servers, job, tmp_path, reference, "--no-ids-rate", "0.3", "--seed", "3")
 
 
-@NEEDS_ANSWER_CHECKS
 def test_answers_with_wrong_ids(servers: Servers, job: Any, tmp_path: Path, reference: Any) -> None:
     faulted_then_healthy(
         servers, job, tmp_path, reference, "--wrong-ids-rate", "0.3", "--seed", "3"
     )
 
 
-@NEEDS_ANSWER_CHECKS
 def test_answers_with_duplicate_ids(
     servers: Servers, job: Any, tmp_path: Path, reference: Any
 ) -> None:
@@ -156,7 +150,6 @@ def test_existing_faults_mixed_with_new_ones(
 
 
 @pytest.mark.heavy
-@NEEDS_ANSWER_CHECKS
 def test_trickling_body(servers: Servers, job: Any, tmp_path: Path, reference: Any) -> None:
     faulted_then_healthy(
         servers, job, tmp_path, reference, "--trickle-rate", "0.05", "--seed", "3", timeout=300
@@ -192,8 +185,6 @@ HEAVY_KINDS = ("no-ids", "wrong-ids", "duplicate-ids", "short", "garbage", "echo
 def test_heavy_fault_seeds(
     servers: Servers, job: Any, tmp_path: Path, reference: Any, kind: str, seed: int
 ) -> None:
-    if kind in ("no-ids", "wrong-ids", "duplicate-ids"):
-        pytest.xfail("needs client answer checks (h/client)")
     faulted_then_healthy(
         servers,
         job,
