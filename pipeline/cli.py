@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -36,6 +36,10 @@ from pipeline.errors import (
 )
 from pipeline.schema import WorkspaceSchema, describe_field, load_schema, object_to_json
 from pipeline.workspace import open_sandbox, open_workspace
+
+if TYPE_CHECKING:
+    from pipeline.load import LoadStats
+    from pipeline.reports import ImportReport, ValidationReport
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -333,17 +337,15 @@ def validate(
     Example: twenty-pipeline validate mappings/people.yaml --sandbox
     """
     from pipeline.mapping import load_mapping
-    from pipeline.runner import state_folder
     from pipeline.runner import validate as run_validate
+    from pipeline.runner import validate_rejects_path
     from pipeline.standard import standard_schema
 
     settings = settings_from(flags, need_workspace=not offline)
     mapping = load_mapping(mapping_file)
     workspace = standard_schema() if offline else run_async(_fetch_schema(settings))
     rejects = (
-        Path(rejects_file)
-        if rejects_file
-        else (state_folder(settings.state_dir, mapping) / "validate-rejects.csv")
+        Path(rejects_file) if rejects_file else validate_rejects_path(settings.state_dir, mapping)
     )
     with _progress_bar(settings, "validate") as bar:
         report = run_validate(
@@ -359,7 +361,7 @@ def validate(
         raise click.exceptions.Exit(EXIT_REJECTED)
 
 
-def _how_read(report: Any) -> str:
+def _how_read(report: ValidationReport | ImportReport) -> str:
     """ "(cp1252 (guessed; e.g. Zoë), semicolon-separated)" for a summary line."""
     delim = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}.get(
         report.delimiter or "", report.delimiter
@@ -368,7 +370,7 @@ def _how_read(report: Any) -> str:
     return f" ({how})" if how else ""
 
 
-def _print_validation(report: Any, offline: bool) -> None:
+def _print_validation(report: ValidationReport, offline: bool) -> None:
     click.echo(f"{report.source}: {report.rows:,} rows read{_how_read(report)}")
     click.echo(f"  valid:    {report.valid:,}")
     click.echo(f"  rejected: {report.rejected:,}")
@@ -400,7 +402,10 @@ def _print_validation(report: Any, offline: bool) -> None:
 @click.argument("mapping_file", metavar="MAPPING", type=click.Path(dir_okay=False))
 @click.argument("source", required=False, type=click.Path(dir_okay=False))
 @click.option(
-    "--restart", is_flag=True, help="Forget the checkpoint of this mapping and start over."
+    "--restart",
+    is_flag=True,
+    help="Abandon this mapping's unfinished run (or set an unreadable state store aside) "
+    "and start over.",
 )
 @click.option(
     "--on-deleted",
@@ -422,9 +427,10 @@ def import_(
 ) -> None:
     """Upsert SOURCE into the workspace with MAPPING: batched, paced, resumable.
 
-    Re-running the same command after an interruption resumes from the checkpoint
-    (STATE_DIR/<mapping>/checkpoint.sqlite) with no duplicate and no lost row. Writes
-    success.csv, rejects.csv and report.json beside it. Exit 0 all loaded, 3 some rows
+    Re-running the same command after an interruption resumes from the state store
+    (STATE_DIR/<mapping>/state.sqlite) with no duplicate and no lost row. Writes
+    success.csv, rejects.csv and report.json beside it (each run's are also kept in
+    STATE_DIR/<mapping>/runs/). Exit 0 all loaded, 3 some rows
     rejected, 1 failed (re-run resumes), 2 usage or mapping error, 130 interrupted.
 
     Example: twenty-pipeline import mappings/people.yaml --sandbox
@@ -455,7 +461,7 @@ def import_(
         )
     bar = _progress_bar(settings, f"import {mapping.name}")
 
-    def on_start(report: Any, counts: dict[str, int]) -> None:
+    def on_start(report: ImportReport, counts: dict[str, int]) -> None:
         if report.resumed:
             done = sum(counts.values())
             click.echo(
@@ -468,7 +474,7 @@ def import_(
         bar.total = total
         bar.refresh()
 
-    def progress(stats: Any, rows: int) -> None:
+    def progress(stats: LoadStats, rows: int) -> None:
         bar.update(rows)
         bar.set_postfix(
             loaded=stats.loaded,
@@ -477,7 +483,7 @@ def import_(
             refresh=False,
         )
 
-    async def run() -> Any:
+    async def run() -> ImportReport:
         async with open_workspace(settings) as client:
             task = asyncio.current_task()
             loop = asyncio.get_running_loop()
@@ -507,7 +513,7 @@ def import_(
         bar.close()
         again = "again without --restart" if restart else "again"
         raise Interrupted(
-            f"interrupted: the checkpoint in {folder} is intact; "
+            f"interrupted: the state store in {folder} is intact; "
             f"run the same command {again} to resume"
         ) from None
     finally:
@@ -515,18 +521,17 @@ def import_(
     _print_import(report)
     if report.exit_code == EXIT_REJECTED:
         click.echo(
-            f"import {mapping.name}: {report.rejected:,} rows rejected; "
-            f"see {Path(report.state_dir) / 'rejects.csv'}",
+            f"import {mapping.name}: {report.rejected:,} rows rejected; see {report.rejects_file}",
             err=True,
         )
     if report.exit_code:
         raise click.exceptions.Exit(report.exit_code)
 
 
-def _print_import(report: Any) -> None:
+def _print_import(report: ImportReport) -> None:
     if report.already_done:
         click.echo(
-            f"{report.mapping}: already imported (checkpoint complete); "
+            f"{report.mapping}: already imported (state store complete); "
             "use --restart to import again"
         )
     click.echo(f"{report.source} -> {report.object}{_how_read(report)}")
@@ -559,39 +564,31 @@ def _print_import(report: Any) -> None:
 @click.argument("name", required=False)
 @click.option("--state-dir", help="State folder [TWENTY_STATE_DIR; .twenty-pipeline].")
 def status(name: str | None, state_dir: str | None) -> None:
-    """Show what a checkpoint holds: batches done and pending, rows by outcome.
+    """Show what a mapping's state holds: its last run, batches and rows by outcome.
 
     NAME is a mapping's name (its file name without .yaml); without it, every
-    checkpoint in the state folder is listed.
+    state store in the state folder is listed.
     """
-    from pipeline.checkpoint import Checkpoint
+    from pipeline.status import store_statuses
 
     settings = build_settings({"state_dir": state_dir}, os.environ, need_workspace=False)
-    root = settings.state_dir
-    names = [name] if name else sorted(p.parent.name for p in root.glob("*/checkpoint.sqlite"))
-    if not names:
-        raise ConfigError(f"no checkpoint in {root}: nothing has been imported from here")
-    for item in names:
-        path = root / item / "checkpoint.sqlite"
-        if not path.exists():
-            raise ConfigError(f"no checkpoint {path}; `twenty-pipeline status` lists them")
-        checkpoint = Checkpoint(path)
-        try:
-            counts = checkpoint.counts()
-            batches = checkpoint.batch_counts()
-            state = "complete" if checkpoint.get("finished") == "true" else "incomplete"
-            click.echo(
-                f"{item}: {state} - {checkpoint.get('source')} -> {checkpoint.get('object')}"
-            )
-            unconfirmed = batches.get("sent", 0)
-            line = f"  batches: {batches.get('done', 0):,} done"
-            if unconfirmed and state == "incomplete":
-                line += f", {unconfirmed:,} sent but unconfirmed (re-sent on resume)"
-            click.echo(line)
-            parts = ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items())) or "none yet"
-            click.echo(f"  rows: {parts}")
-        finally:
-            checkpoint.close()
+    for item in store_statuses(settings.state_dir, name):
+        run = item.last_run
+        if run is None:
+            click.echo(f"{item.name}: no run yet")
+            continue
+        state = "complete" if item.complete else "incomplete"
+        click.echo(f"{item.name}: {state} - {run.source} -> {run.object}")
+        click.echo(
+            f"  runs: {item.runs:,} (last: #{run.id}, {run.attempts:,} attempt(s)); "
+            f"keys confirmed across runs: {item.keys:,}"
+        )
+        line = f"  batches: {item.batches.get('done', 0):,} done"
+        if item.unconfirmed_batches:
+            line += f", {item.unconfirmed_batches:,} sent but unconfirmed (re-sent on resume)"
+        click.echo(line)
+        parts = ", ".join(f"{v:,} {k}" for k, v in sorted(item.rows.items())) or "none yet"
+        click.echo(f"  rows: {parts}")
 
 
 @cli.command("init-mapping")

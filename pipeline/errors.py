@@ -21,7 +21,9 @@
     │   └── BatchRejectedError        Twenty refused this batch's data: isolate the bad
     │       │                         records, reject them, load the rest
     │       └── BatchTooLargeError    "Maximum number of records ..." -> smaller batches
-    └── Interrupted                   Ctrl-C / SIGTERM; checkpoint flushed      -> exit 130
+    ├── StateError                    the state folder or store cannot be used  -> exit 1
+    │   └── LedgerMismatch            rows read != loaded + rejected + unchanged: store kept
+    └── Interrupted                   Ctrl-C / SIGTERM; state store flushed     -> exit 130
 
 The CLI turns any of these into an exit code in one place (``cli.py``); stages raise
 them and never print. A row that cannot be loaded is not an exception: it is data,
@@ -188,3 +190,11 @@ class Interrupted(PipelineError):
     """The run was interrupted (Ctrl-C, SIGTERM); the checkpoint was flushed."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class StateError(PipelineError):
+    """The state folder or its store cannot be used (exit 1; nothing is lost)."""
+
+
+class LedgerMismatch(StateError):
+    """The conservation check failed: rows read != loaded + rejected + unchanged."""

@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 import polars as pl
 
-from pipeline.checkpoint import Checkpoint, Outcome, RowOutcome
 from pipeline.client import PAGE_SIZE, TwentyClient
 from pipeline.errors import BatchRejectedError, BatchTooLargeError, UnconfirmedWriteError
 from pipeline.mapping import FieldSpec
@@ -24,6 +23,7 @@ from pipeline.normalize import KEY, KEY_SEPARATOR, LOOKUP_PREFIX, Plan, to_paylo
 from pipeline.read import ROW
 from pipeline.rejected_targets import rejected_targets
 from pipeline.schema import ObjectSchema
+from pipeline.state import Outcome, RowOutcome, StateStore, content_hash
 
 OnDeleted = Literal["restore", "skip", "reject"]
 SELECTION = "id createdAt updatedAt"
@@ -108,7 +108,7 @@ class LookupResolver:
     """Turns lookup values into record ids: cache, then the workspace (batched), else create."""
 
     def __init__(
-        self, plan: Plan, client: TwentyClient, checkpoint: Checkpoint, stats: LoadStats
+        self, plan: Plan, client: TwentyClient, checkpoint: StateStore, stats: LoadStats
     ) -> None:
         self.client = client
         self.checkpoint = checkpoint
@@ -227,7 +227,7 @@ class Loader:
         self,
         plan: Plan,
         client: TwentyClient,
-        checkpoint: Checkpoint,
+        checkpoint: StateStore,
         *,
         concurrency: int = 4,
         on_deleted: OnDeleted = "restore",
@@ -344,7 +344,7 @@ class Loader:
                     )
             else:
                 sendable.append(item)
-        self.checkpoint.mark_sent(batch.id, batch.rows[0], batch.rows[-1], len(batch.rows))
+        self.checkpoint.mark_sent(batch.id, batch.rows, [item.key for item in items])
         if sendable:
             outcomes.extend(await self._send(sendable))
         self.checkpoint.mark_done(batch.id, outcomes)
@@ -398,7 +398,14 @@ class Loader:
                 outcome = "updated"
                 self.stats.updated += 1
             out.append(
-                RowOutcome(item.row, outcome, item.key, record_id=str(record_id), reason=item.note)
+                RowOutcome(
+                    item.row,
+                    outcome,
+                    item.key,
+                    record_id=str(record_id),
+                    reason=item.note,
+                    content_hash=content_hash(item.payload),
+                )
             )
             if item.note:
                 self.stats.links_left_empty += 1

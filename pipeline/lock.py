@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.checkpoint import StateError
+from pipeline.errors import StateError
 
 
 class StateLocked(StateError):

@@ -2,7 +2,7 @@
 
 A person whose company is missing from the workspace is a different story when the
 company's row was in the companies file but rejected there (say, its employee count
-read ``N/A``): the fix is in that file, not in this one. The checkpoints of the other
+read ``N/A``): the fix is in that file, not in this one. The state stores of the other
 mappings in the same state folder hold their rejected rows as read from the source;
 normalizing those rows' lookup field with their own mapping gives the values that a
 lookup here would have found, had the rows loaded.
@@ -22,6 +22,7 @@ from pipeline.mapping import load_mapping
 from pipeline.normalize import KEY, make_plan, normalize
 from pipeline.read import ROW
 from pipeline.schema import WorkspaceSchema
+from pipeline.state import STORE_NAME, StateStore
 
 
 def rejected_targets(
@@ -29,28 +30,27 @@ def rejected_targets(
 ) -> dict[str, str]:
     """Lookup value -> "company row 5 of companies.csv was rejected: <reason>"."""
     found: dict[str, str] = {}
-    for checkpoint in sorted(state_dir.glob("*/checkpoint.sqlite")):
+    for store in sorted(state_dir.glob(f"*/{STORE_NAME}")):
         try:
-            found.update(_from_checkpoint(checkpoint, schema, object_name, path))
+            found.update(_from_store(store, schema, object_name, path))
         except (sqlite3.Error, OSError, PipelineError, pl.exceptions.PolarsError, ValueError):
             continue  # another run's state we cannot read tells us nothing
     return found
 
 
-def _from_checkpoint(
-    checkpoint: Path, schema: WorkspaceSchema, object_name: str, path: str
+def _from_store(
+    path_of_store: Path, schema: WorkspaceSchema, object_name: str, path: str
 ) -> dict[str, str]:
-    db = sqlite3.connect(f"file:{checkpoint}?mode=ro", uri=True)
-    try:
-        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        if meta.get("object") != object_name or "mapping" not in meta:
+    with StateStore(path_of_store, read_only=True) as store:
+        run = store.last_run()
+        if run is None or run.object != object_name:
             return {}
-        rows = db.execute(
-            "SELECT row, reason, original FROM rows WHERE outcome = 'rejected' "
-            "AND original IS NOT NULL ORDER BY row"
-        ).fetchall()
-    finally:
-        db.close()
+        rows = [
+            (r[0], r[5], r[6])
+            for r in store.iter_rows(rejected=True, run_id=run.id)
+            if r[6] is not None
+        ]
+        meta = {"mapping": run.mapping, "source": run.source}
     if not rows:
         return {}
     mapping = load_mapping(meta["mapping"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -14,7 +15,6 @@ import httpx
 import pytest
 
 from pipeline import load as load_module
-from pipeline.checkpoint import Checkpoint
 from pipeline.client import TwentyClient
 from pipeline.config import Rate, Secret
 from pipeline.errors import FatalApiError, InputError
@@ -171,9 +171,8 @@ async def test_changed_source_of_an_unfinished_import_is_refused(
     project: Path, sandbox: Sandbox
 ) -> None:
     await run_import(project, sandbox, "companies")
-    checkpoint = Checkpoint(project / "state" / "companies" / "checkpoint.sqlite")
-    checkpoint.set_meta(finished="false")  # as if the run had been killed
-    checkpoint.close()
+    with sqlite3.connect(project / "state" / "companies" / "state.sqlite") as db:
+        db.execute("UPDATE runs SET status = 'running', ended = NULL")  # as if killed
     source = project / "sample_data" / "companies.csv"
     source.write_bytes(source.read_bytes() + b"New Co,newco.io,3,,USD,no,Oslo,Norway,\n")
     with pytest.raises(InputError, match="pass --restart to start over"):

@@ -108,7 +108,7 @@ def answer_with(records: list[Any], api: str) -> httpx.Response:
 
 
 def checkpoint_batches(tmp_path: Path) -> dict[str, int]:
-    [path] = (tmp_path / "state").glob("*/checkpoint.sqlite")
+    [path] = (tmp_path / "state").glob("*/state.sqlite")
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT status, COUNT(*) FROM batches GROUP BY status").fetchall()
     return {str(status): int(count) for status, count in rows}

@@ -216,7 +216,7 @@ def test_sigterm_flushes_and_exits_130(
         stderr=subprocess.PIPE,
         text=True,
     )
-    wait_for_done_batches(state / "notes" / "checkpoint.sqlite", 2)
+    wait_for_done_batches(state / "notes" / "state.sqlite", 2)
     os.kill(process.pid, signal.SIGTERM)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130, err

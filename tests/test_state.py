@@ -19,15 +19,15 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from pipeline.checkpoint import Checkpoint, StateError
 from pipeline.cli import cli
 from pipeline.client import TwentyClient
 from pipeline.config import Rate, Secret
-from pipeline.errors import FatalApiError, InputError
+from pipeline.errors import FatalApiError, InputError, StateError
 from pipeline.lock import StateLocked, state_lock
 from pipeline.mapping import load_mapping
 from pipeline.runner import import_file, state_folder
 from pipeline.sandbox import Sandbox
+from pipeline.state import StateStore
 from tests.test_import import client_for, ledger, project, run_import, sandbox
 
 __all__ = ["project", "sandbox"]  # fixtures shared with test_import
@@ -153,7 +153,7 @@ async def test_resume_after_a_select_option_was_added_judges_rejects_again(
     mapping = many_mapping(project, with_tier=True)
     source = people_file(project, 40, tier={3: "Bronze", 30: "Bronze", 5: "Gold"})
     await interrupted_import(project, sandbox, mapping, source, 1, batch_size=10)
-    first = Checkpoint(project / "state" / "many" / "checkpoint.sqlite")
+    first = StateStore(project / "state" / "many" / "state.sqlite")
     assert first.counts()["rejected"] == 2  # Bronze is not an option yet
     first.close()
     add_option(sandbox, "person", "tier", "BRONZE")
@@ -249,10 +249,11 @@ def invoke(project: Path, *args: str) -> Any:
     )
 
 
-def test_garbled_checkpoint_is_one_line_in_import_and_status(project: Path) -> None:
+@pytest.mark.parametrize("name", ["state.sqlite", "checkpoint.sqlite"])
+def test_garbled_state_store_is_one_line_in_import_and_status(project: Path, name: str) -> None:
     folder = project / "state" / "companies"
     folder.mkdir(parents=True)
-    (folder / "checkpoint.sqlite").write_bytes(b"SQLite format 3\x00" + b"\xff" * 300)
+    (folder / name).write_bytes(b"SQLite format 3\x00" + b"\xff" * 300)
     result = invoke(project, "import", str(project / "mappings" / "companies.yaml"))
     assert result.exit_code == 1
     assert "cannot be read" in result.output and "--restart" in result.output
@@ -263,15 +264,36 @@ def test_garbled_checkpoint_is_one_line_in_import_and_status(project: Path) -> N
     assert fresh.exit_code == 3, fresh.output  # the samples hold rejected rows
 
 
-def test_checkpoint_of_another_schema_version_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "checkpoint.sqlite"
-    Checkpoint(path).close()
+def test_state_store_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    StateStore(path).close()
     db = sqlite3.connect(path)
-    db.execute("INSERT INTO meta VALUES ('version', '99')")
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     db.commit()
     db.close()
-    with pytest.raises(StateError, match=r"state schema 99, this one reads 1"):
-        Checkpoint(path)
+    with pytest.raises(StateError, match=r"state schema 99, this one reads 2\)"):
+        StateStore(path)
+
+
+def test_checkpoint_of_the_older_version_is_refused_then_set_aside(project: Path) -> None:
+    folder = project / "state" / "companies"
+    folder.mkdir(parents=True)
+    with sqlite3.connect(folder / "checkpoint.sqlite") as db:  # what version 1 wrote
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('version', '1')")
+    result = invoke(project, "import", str(project / "mappings" / "companies.yaml"))
+    assert result.exit_code == 1
+    assert " ".join(result.output.split()) == (
+        f"Error: the state store {folder / 'checkpoint.sqlite'} was written by another "
+        "version of twenty-pipeline (state schema 1, this one reads 2); finish its run with "
+        "that version, or pass --restart to set it aside and start over (records already "
+        "loaded are updated, not duplicated)"
+    )
+    fresh = invoke(project, "import", str(project / "mappings" / "companies.yaml"), "--restart")
+    assert fresh.exit_code == 3, fresh.output
+    assert not (folder / "checkpoint.sqlite").exists()
+    [aside] = folder.glob("checkpoint.sqlite.set-aside-*")
+    assert sqlite3.connect(aside).execute("SELECT value FROM meta").fetchone() == ("1",)
 
 
 @pytest.mark.parametrize("state_dir", ["/dev/null/x", "/proc/version/state"])

@@ -151,12 +151,18 @@ def plan(rng: random.Random, kills: int, first: int = 0) -> list[Kill]:
     return [Kill(MOMENTS[(first + i) % len(MOMENTS)], rng.randint(1, 6)) for i in range(kills)]
 
 
-def _wal_size(checkpoint: Path) -> int:
+def _wal_size(checkpoint: Path) -> tuple[int, int]:
+    """The WAL's size and modification time: it changes on every commit.
+
+    The size alone does not: once every frame is checkpointed, SQLite writes the
+    next transaction from the start of the WAL again.
+    """
     wal = checkpoint.with_name(checkpoint.name + "-wal")
     try:
-        return wal.stat().st_size
+        stat = wal.stat()
     except FileNotFoundError:
-        return -1
+        return (-1, 0)
+    return (stat.st_size, stat.st_mtime_ns)
 
 
 def run_and_kill(
@@ -169,7 +175,7 @@ def run_and_kill(
     applied-unanswered: the server applied the ``count``-th call; its answer is held
     back by the latency.
     checkpoint-commit: the ``count``-th answer has gone out and the checkpoint's WAL
-    has just grown (the run is recording that batch).
+    has just changed (the run is recording that batch).
     """
     time.sleep(0.2)  # calls a killed run sent have reached the server and been answered
     base = max((number for _, number, _ in trace.new_events()), default=trace.last)

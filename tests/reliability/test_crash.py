@@ -53,7 +53,7 @@ def scenario(
     state = tmp_path / "state"
     env = environment(served)
     argv = command(mapping, source, state, "--rate", RATE)
-    checkpoint = state / "notes" / "checkpoint.sqlite"
+    checkpoint = state / "notes" / "state.sqlite"
     tail = Trace(trace)
     planned = plan(random.Random(seed), kills, first)
     for kill in planned:

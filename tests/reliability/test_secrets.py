@@ -101,7 +101,7 @@ def scan(
             "report.json",
             "success.csv",
             "rejects.csv",
-            "checkpoint.sqlite",
+            "state.sqlite",
         }
     assert_no_key(done, state)
     return done
@@ -146,9 +146,9 @@ def test_no_key_when_every_call_fails(
 def test_the_scan_finds_a_planted_key(tmp_path: Path) -> None:
     state = tmp_path / "state"
     (state / "notes").mkdir(parents=True)
-    (state / "notes" / "checkpoint.sqlite-wal").write_bytes(b"\x00\x01" + KEY.encode() + b"\x00")
+    (state / "notes" / "state.sqlite-wal").write_bytes(b"\x00\x01" + KEY.encode() + b"\x00")
     clean = subprocess.CompletedProcess[bytes]([], 0, b"", b"")
-    with pytest.raises(AssertionError, match=r"notes/checkpoint\.sqlite-wal"):
+    with pytest.raises(AssertionError, match=r"notes/state\.sqlite-wal"):
         assert_no_key(clean, state)
     with pytest.raises(AssertionError):
         assert_no_key(

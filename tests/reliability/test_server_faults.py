@@ -58,7 +58,7 @@ def faulted_then_healthy(
         return 0, met
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
-    assert (state / "notes" / "checkpoint.sqlite").exists()
+    assert (state / "notes" / "state.sqlite").exists()
     assert_ledger_true(healthy, state)
     again = run_cli(mapping, source, state, environment(healthy), RATE, timeout=timeout)
     assert again.returncode == 0, again.stderr
