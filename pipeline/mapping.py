@@ -635,14 +635,3 @@ def key_paths(mapping: Mapping, obj: ObjectSchema) -> tuple[str, ...]:
 def key_is_unique(paths: tuple[str, ...], obj: ObjectSchema) -> bool:
     """Whether every key path is one Twenty's upsert matches on (else ids are derived)."""
     return bool(paths) and all(p in obj.unique_paths for p in paths)
-
-
-def relation_target(obj: ObjectSchema, spec: FieldSpec) -> str | None:
-    """The target object of a relation spec."""
-    resolved = obj.resolve_path(spec.target)
-    if resolved is None:
-        return None
-    field_, _ = resolved
-    if field_.type in RELATION_TYPES and field_.relation is not None:
-        return field_.relation.target_object
-    return None
