@@ -20,7 +20,7 @@ import polars as pl
 import yaml
 
 from pipeline.errors import MappingError
-from pipeline.schema import RELATION_TYPES, ObjectSchema, WorkspaceSchema
+from pipeline.schema import ObjectSchema, WorkspaceSchema
 
 FORMATS = ("csv", "tsv", "xlsx", "parquet", "json", "ndjson")
 EXTENSIONS = {
