@@ -189,7 +189,12 @@ class StateStore:
             return None
         meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
         # schema 1 (checkpoint.sqlite) wrote its version under "version"
-        return meta.get("schema_version") or meta.get("version") or "unknown"
+        version = meta.get("schema_version") or meta.get("version")
+        if version is None and "runs" in tables:
+            runs = self.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+            if not runs and not meta:
+                return None  # created, killed before its first run: nothing to keep
+        return version or "unknown"
 
     def close(self) -> None:
         """Close the database (everything is already committed)."""
