@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pipeline import cli as cli_module
+from pipeline.cli import base as cli_module
 from pipeline.cli import cli
 from pipeline.errors import AuthError
 

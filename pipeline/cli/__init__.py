@@ -1,0 +1,18 @@
+"""The command line: flags -> Settings, PipelineError -> exit code, output and progress.
+
+Only this package imports click; stages stay plain functions. ``base`` holds the group
+and what every command shares; each other module adds its commands to the group when
+imported.
+"""
+
+from __future__ import annotations
+
+from pipeline.cli import explore, loading, sandbox
+from pipeline.cli.base import cli, setup_logging
+
+__all__ = ["cli", "explore", "loading", "main", "sandbox", "setup_logging"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="twenty-pipeline")

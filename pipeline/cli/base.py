@@ -1,0 +1,233 @@
+"""What every command shares: the group, error bridging, logging, settings flags, output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, NoReturn, TypeVar
+
+import click
+from tqdm import tqdm
+
+from pipeline import __version__
+from pipeline.config import (
+    Secret,
+    Settings,
+    build_settings,
+)
+from pipeline.errors import (
+    EXIT_INTERRUPTED,
+    ConfigError,
+    MappingError,
+    PipelineError,
+)
+from pipeline.schema import WorkspaceSchema, load_schema
+from pipeline.workspace import open_workspace
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger("pipeline")
+
+
+class PipelineClickError(click.ClickException):
+    """A PipelineError on its way out, with the exit code design.md §3 gives it."""
+
+    def __init__(self, error: PipelineError) -> None:
+        if isinstance(error, ConfigError | MappingError) and len(error.problems) > 1:
+            message = "\n".join(
+                ["several problems, nothing was sent:"] + [f"  - {p}" for p in error.problems]
+            )
+        else:
+            message = str(error)
+        super().__init__(message)
+        # click declares exit_code a ClassVar but reads it from the instance.
+        self.exit_code = error.exit_code  # type: ignore[misc]
+
+
+class PipelineGroup(click.Group):
+    """Turns every PipelineError and Ctrl-C into a message and an exit code, in one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PipelineError as exc:
+            raise PipelineClickError(exc) from exc
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+# --------------------------------------------------------------------------- logging
+
+
+class _RedactSecrets(logging.Filter):
+    """Last line of defence: a secret value never reaches a log line."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(s in message for s in self._secrets):
+            for secret in self._secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
+
+
+def setup_logging(settings: Settings) -> None:
+    """Log lines go to stderr, as text or JSON, with secrets redacted."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("twenty-pipeline: %(levelname)s: %(message)s"))
+    secrets = [settings.api_key.reveal()] if isinstance(settings.api_key, Secret) else []
+    handler.addFilter(_RedactSecrets(secrets))
+    root = logging.getLogger("pipeline")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if settings.quiet else logging.INFO)
+    root.propagate = False
+
+
+# --------------------------------------------------------------------------- options
+
+
+def workspace_options(func: F) -> F:
+    """The settings of design.md §3, on every command that talks to a workspace."""
+    options = [
+        click.option(
+            "--api-url", help="Workspace base URL, e.g. https://crm.example.com [TWENTY_API_URL]"
+        ),
+        click.option(
+            "--sandbox",
+            is_flag=False,
+            flag_value="",
+            default=None,
+            metavar="[PATH]",
+            help="Work on a local sandbox workspace stored at PATH "
+            "[TWENTY_SANDBOX; default PATH .twenty-pipeline/sandbox.sqlite].",
+        ),
+        click.option(
+            "--api-key",
+            help="API key (prefer TWENTY_API_KEY or TWENTY_API_KEY_FILE: flags show in `ps`).",
+        ),
+        click.option(
+            "--api",
+            type=click.Choice(["graphql", "rest"]),
+            help="API flavour for writes [TWENTY_API; default graphql].",
+        ),
+        click.option(
+            "--rate",
+            metavar="CALLS/SECONDS",
+            help="Workspace rate limit [TWENTY_RATE; default 100/60].",
+        ),
+        click.option(
+            "--batch-size", help="Records per write call, 1-200 [TWENTY_BATCH_SIZE; default 60]."
+        ),
+        click.option("--concurrency", help="Requests in flight [TWENTY_CONCURRENCY; default 4]."),
+        click.option(
+            "--state-dir",
+            help="Folder for checkpoints, ledgers, reports [TWENTY_STATE_DIR; .twenty-pipeline].",
+        ),
+        click.option(
+            "--allow-insecure",
+            is_flag=True,
+            default=None,
+            help="Allow plain http:// to a host that is not this machine: the API key "
+            "crosses the network unencrypted [TWENTY_ALLOW_INSECURE].",
+        ),
+        click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bars."),
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            help="Log lines on stderr [TWENTY_LOG_FORMAT; default text].",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+SETTING_FLAGS = (
+    "api_url",
+    "api_key",
+    "sandbox",
+    "api",
+    "rate",
+    "batch_size",
+    "concurrency",
+    "state_dir",
+    "quiet",
+    "log_format",
+    "allow_insecure",
+)
+
+
+def settings_from(flags: dict[str, Any], *, need_workspace: bool = True) -> Settings:
+    """Settings from this command's flags and the environment; logging set up from them."""
+    given = {name: flags.pop(name, None) for name in SETTING_FLAGS}
+    settings = build_settings(given, os.environ, need_workspace=need_workspace)
+    setup_logging(settings)
+    return settings
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one coroutine to completion (one event loop per command)."""
+    return asyncio.run(coro)
+
+
+@click.group(cls=PipelineGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="twenty-pipeline")
+def cli() -> None:
+    """Move data between files and a Twenty CRM workspace: batched, paced, resumable.
+
+    Exit codes: 0 done, 1 run failed (re-run resumes), 2 usage/config/mapping error
+    (nothing sent), 3 finished with rejected rows, 130 interrupted.
+    """
+
+
+def progress_bar(settings: Settings, desc: str) -> tqdm[NoReturn]:
+    """A tqdm bar on stderr, shown only on a terminal and without --quiet."""
+    return tqdm(
+        desc=desc,
+        unit=" rows",
+        unit_scale=True,
+        file=sys.stderr,
+        disable=settings.quiet or not sys.stderr.isatty(),
+        leave=False,
+    )
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    click.echo(line.rstrip())
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+async def fetch_schema(settings: Settings) -> WorkspaceSchema:
+    """The workspace's data model, read through one client opened for it."""
+    async with open_workspace(settings) as client:
+        return await load_schema(client)

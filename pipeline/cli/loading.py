@@ -1,0 +1,308 @@
+"""The commands that move rows: validate (a dry run) and import."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import click
+
+from pipeline.cli.base import (
+    cli,
+    fetch_schema,
+    progress_bar,
+    run_async,
+    settings_from,
+    workspace_options,
+)
+from pipeline.errors import EXIT_REJECTED, Interrupted
+from pipeline.workspace import open_workspace
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
+    from pipeline.load import LoadStats, OnDeleted
+    from pipeline.mapping import Mapping
+    from pipeline.reports import ImportReport, ValidationReport
+
+
+@cli.command()
+@click.argument("mapping_file", metavar="MAPPING", type=click.Path(dir_okay=False))
+@click.argument("source", required=False, type=click.Path(dir_okay=False))
+@click.option("--offline", is_flag=True, help="Check against Twenty's standard objects only.")
+@click.option(
+    "--rejects",
+    "rejects_file",
+    type=click.Path(dir_okay=False),
+    help="Where to write rejected rows [STATE_DIR/<mapping>/validate-rejects.csv].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@workspace_options
+def validate(
+    mapping_file: str,
+    source: str | None,
+    offline: bool,
+    rejects_file: str | None,
+    as_json: bool,
+    **flags: Any,
+) -> None:
+    """Dry run: read and normalize the whole SOURCE with MAPPING; zero writes.
+
+    Prints counts and the reasons rows would be rejected, and writes them to a
+    rejects file. Exit 0 if every row is valid, 3 if some would be rejected, 2 for
+    a mapping or configuration error.
+
+    Example: twenty-pipeline validate mappings/people.yaml --sandbox
+    """
+    from pipeline.mapping import load_mapping
+    from pipeline.runner import validate as run_validate
+    from pipeline.runner import validate_rejects_path
+    from pipeline.standard import standard_schema
+
+    settings = settings_from(flags, need_workspace=not offline)
+    mapping = load_mapping(mapping_file)
+    workspace = standard_schema() if offline else run_async(fetch_schema(settings))
+    rejects = (
+        Path(rejects_file) if rejects_file else validate_rejects_path(settings.state_dir, mapping)
+    )
+    with progress_bar(settings, "validate") as bar:
+
+        def progress(rows: int) -> None:
+            bar.update(rows)
+
+        report = run_validate(
+            mapping, workspace, source=source, rejects_path=rejects, progress=progress
+        )
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        _print_validation(report, offline)
+    if report.rejected:
+        where = f"; see {report.rejects_path}" if report.rejects_path else ""
+        click.echo(f"validate: {report.rejected:,} rows would be rejected{where}", err=True)
+        raise click.exceptions.Exit(EXIT_REJECTED)
+
+
+def _how_read(report: ValidationReport | ImportReport) -> str:
+    """ "(cp1252 (guessed; e.g. Zoë), semicolon-separated)" for a summary line."""
+    delim = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}.get(
+        report.delimiter or "", report.delimiter
+    )
+    how = ", ".join(x for x in (report.encoding, delim and f"{delim}-separated") if x)
+    return f" ({how})" if how else ""
+
+
+def _print_validation(report: ValidationReport, offline: bool) -> None:
+    click.echo(f"{report.source}: {report.rows:,} rows read{_how_read(report)}")
+    click.echo(f"  valid:    {report.valid:,}")
+    click.echo(f"  rejected: {report.rejected:,}")
+    if report.blank_rows:
+        click.echo(f"  blank lines skipped: {report.blank_rows:,}")
+    matches = (
+        "upserts match on it"
+        if report.key_is_unique
+        else ("not unique in the workspace: record ids are derived from it")
+    )
+    click.echo(f"key: {', '.join(report.key)} ({matches})")
+    for column, count in report.lookups.items():
+        if count:
+            click.echo(f"lookups to resolve at import: {count:,} values for {column}")
+    if report.by_reason:
+        click.echo("rejected by reason:")
+        for reason, count in report.by_reason.most_common():
+            click.echo(f"  {count:>8,}  {reason}")
+        click.echo("first rejects:")
+        for item in report.first_rejects:
+            click.echo(f"  row {item['_row']}: {item['_reason']}")
+    if report.rejects_path:
+        click.echo(f"rejected rows written to {report.rejects_path}")
+    if offline:
+        click.echo("(offline: checked against Twenty's standard objects; custom fields unknown)")
+
+
+@cli.command("import")
+@click.argument("mapping_file", metavar="MAPPING", type=click.Path(dir_okay=False))
+@click.argument("source", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Abandon this mapping's unfinished run (or set an unreadable state store aside) "
+    "and start over.",
+)
+@click.option(
+    "--on-deleted",
+    type=click.Choice(["restore", "skip", "reject"]),
+    default="restore",
+    show_default=True,
+    help="A row whose key matches a soft-deleted record: restore it (as Twenty "
+    "does), leave it deleted, or reject the row.",
+)
+@click.option("--dry-run", is_flag=True, help="Only validate: read and normalize, zero writes.")
+@workspace_options
+def import_(
+    mapping_file: str,
+    source: str | None,
+    restart: bool,
+    on_deleted: str,
+    dry_run: bool,
+    **flags: Any,
+) -> None:
+    """Upsert SOURCE into the workspace with MAPPING: batched, paced, resumable.
+
+    Re-running the same command after an interruption resumes from the state store
+    (STATE_DIR/<mapping>/state.sqlite) with no duplicate and no lost row. Writes
+    success.csv, rejects.csv and report.json beside it (each run's are also kept in
+    STATE_DIR/<mapping>/runs/). Exit 0 all loaded, 3 some rows
+    rejected, 1 failed (re-run resumes), 2 usage or mapping error, 130 interrupted.
+
+    Example: twenty-pipeline import mappings/people.yaml --sandbox
+    """
+    if dry_run:
+        ctx = click.get_current_context()
+        ctx.invoke(
+            validate,
+            mapping_file=mapping_file,
+            source=source,
+            offline=False,
+            rejects_file=None,
+            as_json=False,
+            **flags,
+        )
+        return
+    from pipeline.mapping import load_mapping
+    from pipeline.runner import state_folder
+
+    settings = settings_from(flags)
+    mapping = load_mapping(mapping_file)
+    folder = state_folder(settings.state_dir, mapping)
+    if folder.name != mapping.name:
+        click.echo(
+            f"state folder {folder} (another mapping named {mapping.name!r} uses "
+            f"{settings.state_dir / mapping.name})",
+            err=True,
+        )
+    with ImportProgress(settings, mapping.name) as shown:
+        try:
+            report = run_async(
+                _run_import(
+                    mapping, settings, shown, source, restart, cast("OnDeleted", on_deleted)
+                )
+            )
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            again = "again without --restart" if restart else "again"
+            raise Interrupted(
+                f"interrupted: the state store in {folder} is intact; "
+                f"run the same command {again} to resume"
+            ) from None
+    _print_import(report)
+    if report.exit_code == EXIT_REJECTED:
+        click.echo(
+            f"import {mapping.name}: {report.rejected:,} rows rejected; see {report.rejects_file}",
+            err=True,
+        )
+    if report.exit_code:
+        raise click.exceptions.Exit(report.exit_code)
+
+
+class ImportProgress:
+    """The import's progress on stderr: a bar of rows, and a line when a run resumes."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        self.name = name
+        self.bar = progress_bar(settings, f"import {name}")
+
+    def __enter__(self) -> ImportProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+    def on_start(self, report: ImportReport, counts: dict[str, int]) -> None:
+        if report.resumed:
+            done = sum(counts.values())
+            click.echo(
+                f"resuming {self.name}: {done:,} rows already recorded "
+                f"({counts.get('rejected', 0):,} rejected); sending the rest",
+                err=True,
+            )
+
+    def on_total(self, total: int) -> None:
+        self.bar.total = total
+        self.bar.refresh()
+
+    def progress(self, stats: LoadStats, rows: int) -> None:
+        self.bar.update(rows)
+        self.bar.set_postfix(
+            loaded=stats.loaded,
+            rejected=stats.rejected,
+            rate_limited=stats.rate_limited,
+            refresh=False,
+        )
+
+
+async def _run_import(
+    mapping: Mapping,
+    settings: Settings,
+    shown: ImportProgress,
+    source: str | None,
+    restart: bool,
+    on_deleted: OnDeleted,
+) -> ImportReport:
+    """One import on one client; SIGTERM (docker stop) stops it like Ctrl-C."""
+    from pipeline.runner import import_file
+
+    async with open_workspace(settings) as client:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        if task is not None:
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await import_file(
+                mapping,
+                client,
+                state_dir=settings.state_dir,
+                source=source,
+                batch_size=settings.batch_size,
+                concurrency=settings.concurrency,
+                on_deleted=on_deleted,
+                restart=restart,
+                progress=shown.progress,
+                on_start=shown.on_start,
+                on_total=shown.on_total,
+            )
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _print_import(report: ImportReport) -> None:
+    if report.already_done:
+        click.echo(
+            f"{report.mapping}: already imported (state store complete); "
+            "use --restart to import again"
+        )
+    click.echo(f"{report.source} -> {report.object}{_how_read(report)}")
+    rows = [
+        ("read", report.rows_read),
+        ("created", report.created),
+        ("updated", report.updated),
+        ("restored", report.restored),
+        ("unchanged", report.unchanged),
+        ("rejected", report.rejected),
+    ]
+    for label, value in rows:
+        if value or label in ("read", "rejected"):
+            click.echo(f"  {label:<10}{value:>10,}")
+    if report.links_left_empty:
+        click.echo(
+            f"  {report.links_left_empty:,} loaded rows have a link left empty "
+            "(on_missing: null; the note column of success.csv says which and why)"
+        )
+    calls = report.calls
+    click.echo(
+        f"  calls: {calls.get('writes', 0):,} writes, {calls.get('reads', 0):,} reads, "
+        f"{calls.get('retries', 0):,} retries, {calls.get('rate_limited', 0):,} "
+        f"rate-limited, in {report.seconds:.1f}s"
+    )
+    click.echo(f"ledgers: {report.state_dir}/success.csv, rejects.csv, report.json")
