@@ -1,6 +1,6 @@
-"""Load: normalized records -> batched upserts through the client, checkpointed per batch.
+"""Load: normalized records -> batched upserts through the client, recorded per batch.
 
-Each batch is resolved (relation lookups), written ahead as ``sent`` in the checkpoint,
+Each batch is resolved (relation lookups), written ahead as ``sent`` in the state store,
 upserted, and recorded as ``done`` together with the ids Twenty answered. A batch that
 Twenty refuses for its data is split in halves until the bad records are alone; they
 are rejected with Twenty's own message and the rest still loads. Up to
@@ -73,8 +73,28 @@ class _Item:
     payload: dict[str, Any]
     original: dict[str, Any]
     identity: str | None = None
+    content_hash: str | None = None
+    """What incremental sync compares (see :func:`sync_hashes`)."""
     note: str | None = None
     """Why a link was left empty (on_missing: null): kept in success.csv."""
+
+
+def sync_hashes(records: pl.DataFrame, payloads: list[dict[str, Any]] | None = None) -> list[str]:
+    """One hash per record: its payload as normalized, with its lookup values.
+
+    The lookup values (a company's domain), not the ids they resolve to, so that the
+    hash is known before any call: incremental sync compares it with the hash
+    confirmed last time to leave unchanged rows out of the batches altogether.
+    """
+    bodies = to_payloads(records) if payloads is None else payloads
+    lookups = [c for c in records.columns if c.startswith(LOOKUP_PREFIX)]
+    if not lookups:
+        return [content_hash(body) for body in bodies]
+    values = records.select(lookups).to_dicts()
+    return [
+        content_hash({**body, **{k: v for k, v in links.items() if v is not None}})
+        for body, links in zip(bodies, values, strict=True)
+    ]
 
 
 def _get_path(record: dict[str, Any], path: str) -> Any:
@@ -108,10 +128,10 @@ class LookupResolver:
     """Turns lookup values into record ids: cache, then the workspace (batched), else create."""
 
     def __init__(
-        self, plan: Plan, client: TwentyClient, checkpoint: StateStore, stats: LoadStats
+        self, plan: Plan, client: TwentyClient, store: StateStore, stats: LoadStats
     ) -> None:
         self.client = client
-        self.checkpoint = checkpoint
+        self.store = store
         self.stats = stats
         self.schema = plan.schema
         self._lock = asyncio.Lock()
@@ -122,7 +142,7 @@ class LookupResolver:
             assert target is not None
             join = f.relation.join_column or f"{f.name}Id"
             lookup = _Lookup(spec, target, spec.lookup, LOOKUP_PREFIX + join, join)
-            lookup.cache.update(checkpoint.lookup_cache(target.name_singular, spec.lookup))
+            lookup.cache.update(store.lookup_cache(target.name_singular, spec.lookup))
             self.lookups.append(lookup)
 
     async def prepare(self) -> None:
@@ -142,7 +162,7 @@ class LookupResolver:
                         found[str(value)] = str(record["id"])
             lookup.cache.update(found)
             lookup.complete = True
-            self.checkpoint.save_lookups(lookup.target.name_singular, lookup.path, found)
+            self.store.save_lookups(lookup.target.name_singular, lookup.path, found)
 
     async def _query(self, lookup: _Lookup, values: list[str]) -> None:
         found: dict[str, str | None] = dict.fromkeys(values)
@@ -166,12 +186,12 @@ class LookupResolver:
                 self.stats.created_targets += len(created)
                 found.update({v: str(r["id"]) for v, r in zip(missing, created, strict=True)})
         lookup.cache.update(found)
-        self.checkpoint.save_lookups(lookup.target.name_singular, lookup.path, found)
+        self.store.save_lookups(lookup.target.name_singular, lookup.path, found)
 
     def _rejected(self, lookup: _Lookup) -> dict[str, str]:
         if lookup.rejected is None:
             lookup.rejected = rejected_targets(
-                self.checkpoint.path.parent.parent,
+                self.store.path.parent.parent,
                 self.schema,
                 lookup.target.name_singular,
                 lookup.path,
@@ -227,7 +247,7 @@ class Loader:
         self,
         plan: Plan,
         client: TwentyClient,
-        checkpoint: StateStore,
+        store: StateStore,
         *,
         concurrency: int = 4,
         on_deleted: OnDeleted = "restore",
@@ -235,12 +255,12 @@ class Loader:
     ) -> None:
         self.plan = plan
         self.client = client
-        self.checkpoint = checkpoint
+        self.store = store
         self.concurrency = concurrency
         self.on_deleted = on_deleted
         self.progress = progress
         self.stats = LoadStats()
-        self.lookups = LookupResolver(plan, client, checkpoint, self.stats)
+        self.lookups = LookupResolver(plan, client, store, self.stats)
         self.deleted: set[str] = set()
 
     async def prepare(self) -> None:
@@ -264,6 +284,10 @@ class Loader:
         if any(p in (None, "") for p in parts):
             return None
         return KEY_SEPARATOR.join(str(p) for p in parts)
+
+    def is_deleted(self, records: pl.DataFrame) -> list[bool]:
+        """Whether each record matches one soft-deleted in the workspace."""
+        return [identity in self.deleted for identity in self._identity(records)]
 
     def _identity(self, records: pl.DataFrame) -> list[str | None]:
         if self.plan.derive_id or self.plan.key == ("id",):
@@ -314,10 +338,11 @@ class Loader:
         payloads = to_payloads(records)
         originals = {int(r[ROW]): r for r in batch.originals.to_dicts()}
         identities = self._identity(records)
+        hashes = sync_hashes(records, payloads)  # before lookups add their ids
         items = [
-            _Item(row, key, payload, originals.get(row, {}), identity)
-            for row, key, payload, identity in zip(
-                batch.rows, records[KEY].to_list(), payloads, identities, strict=True
+            _Item(row, key, payload, originals.get(row, {}), identity, digest)
+            for row, key, payload, identity, digest in zip(
+                batch.rows, records[KEY].to_list(), payloads, identities, hashes, strict=True
             )
         ]
         outcomes: list[RowOutcome] = []
@@ -344,10 +369,10 @@ class Loader:
                     )
             else:
                 sendable.append(item)
-        self.checkpoint.mark_sent(batch.id, batch.rows, [item.key for item in items])
+        self.store.mark_sent(batch.id, batch.rows, [item.key for item in items])
         if sendable:
             outcomes.extend(await self._send(sendable))
-        self.checkpoint.mark_done(batch.id, outcomes)
+        self.store.mark_done(batch.id, outcomes)
         self.stats.batches += 1
         self.stats.rate_limited = self.client.stats.rate_limited
         if self.progress is not None:
@@ -404,7 +429,7 @@ class Loader:
                     item.key,
                     record_id=str(record_id),
                     reason=item.note,
-                    content_hash=content_hash(item.payload),
+                    content_hash=item.content_hash,
                 )
             )
             if item.note:

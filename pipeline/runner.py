@@ -20,10 +20,10 @@ import polars as pl
 from pipeline.client import TwentyClient
 from pipeline.errors import EXIT_REJECTED, InputError, LedgerMismatch, StateError
 from pipeline.ledgers import RejectsWriter, unpublish, write_ledgers, write_report
-from pipeline.load import Batch, Loader, OnDeleted, batches_of
+from pipeline.load import Batch, Loader, OnDeleted, batches_of, sync_hashes
 from pipeline.lock import state_lock
 from pipeline.mapping import Mapping
-from pipeline.normalize import LOOKUP_PREFIX
+from pipeline.normalize import KEY, LOOKUP_PREFIX
 from pipeline.prepare import PreparedSource, source_path
 from pipeline.read import ROW, open_source
 from pipeline.reports import (
@@ -213,6 +213,7 @@ async def import_file(
     concurrency: int = 4,
     on_deleted: OnDeleted = "restore",
     restart: bool = False,
+    incremental: bool = False,
     chunk_size: int = 100_000,
     progress: LoadProgress | None = None,
     on_start: StartHook | None = None,
@@ -220,7 +221,9 @@ async def import_file(
 ) -> ImportReport:
     """Import (or resume importing) ``source`` with ``mapping`` into the workspace.
 
-    One run at a time per state folder (see :mod:`pipeline.lock`).
+    One run at a time per state folder (see :mod:`pipeline.lock`). ``incremental``
+    leaves out of the batches every row whose record Twenty confirmed, under the same
+    mapping, with the same content in an earlier run (outcome ``unchanged``).
     """
     started = time.monotonic()
     path = source_path(mapping, source)
@@ -255,6 +258,7 @@ async def import_file(
                 report,
                 print_,
                 restart=restart,
+                incremental=incremental,
                 batch_size=batch_size,
                 concurrency=concurrency,
                 on_deleted=on_deleted,
@@ -285,6 +289,7 @@ async def _import_run(
     print_: RunFingerprint,
     *,
     restart: bool,
+    incremental: bool,
     batch_size: int,
     concurrency: int,
     on_deleted: OnDeleted,
@@ -313,6 +318,7 @@ async def _import_run(
         prepared,
         client,
         store,
+        incremental=print_.mapping_digest if incremental else None,
         batch_size=batch_size,
         concurrency=concurrency,
         on_deleted=on_deleted,
@@ -361,6 +367,7 @@ async def _load(
     client: TwentyClient,
     store: StateStore,
     *,
+    incremental: str | None,
     batch_size: int,
     concurrency: int,
     on_deleted: OnDeleted,
@@ -369,8 +376,10 @@ async def _load(
 ) -> None:
     """Record the rejects of every chunk, and send the records not yet answered for.
 
-    ``progress`` is told about every row once (rejected, sent, or already done on a
-    previous attempt), so its counts add up to the total given to ``on_total``.
+    ``progress`` is told about every row once (rejected, sent, unchanged, or already
+    done on a previous attempt), so its counts add up to the total given to
+    ``on_total``. ``incremental`` is the mapping digest under which unchanged records
+    are left out (None: every record is sent).
     """
     loader = Loader(
         prepared.plan,
@@ -410,12 +419,40 @@ async def _load(
                 advance(known.len())
             _record_rejects(store, rejects, prepared.columns)
             advance(rejects.height)
+            if incremental is not None and kept.height:
+                before = kept.height
+                kept = _leave_out_unchanged(kept, store, loader, incremental)
+                advance(before - kept.height)
             for batch in batches_of(kept, part.rows, batch_size, next_id):
                 yield batch
             next_id += -(-kept.height // batch_size)
             await asyncio.sleep(0)
 
     await loader.run(batches())
+
+
+def _leave_out_unchanged(
+    records: pl.DataFrame, store: StateStore, loader: Loader, mapping_digest: str
+) -> pl.DataFrame:
+    """Record as ``unchanged`` the records Twenty holds as they are; return the others."""
+    keys = records[KEY].to_list()
+    known = store.unchanged_since(keys, sync_hashes(records), mapping_digest)
+    if not known:
+        return records
+    deleted = loader.is_deleted(records)  # a record deleted since must be sent again
+    same = [key in known and not gone for key, gone in zip(keys, deleted, strict=True)]
+    unchanged = records.filter(pl.Series(same))
+    store.mark_unchanged(
+        RowOutcome(
+            int(row),
+            "unchanged",
+            key,
+            record_id=known[key][0],
+            reason=f"unchanged since run {known[key][1]} (incremental)",
+        )
+        for row, key in zip(unchanged[ROW].to_list(), unchanged[KEY].to_list(), strict=True)
+    )
+    return records.filter(~pl.Series(same))
 
 
 def _final_in(final: pl.Series, chunk: pl.DataFrame) -> pl.Series:

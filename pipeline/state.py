@@ -427,6 +427,42 @@ class StateStore:
             return None
         return KeyState(str(found[0]), str(found[1]), found[2], int(found[3]), bool(found[4]))
 
+    def unchanged_since(
+        self, keys: Sequence[str | None], hashes: Sequence[str], mapping_digest: str
+    ) -> dict[str, tuple[str, int]]:
+        """Keys whose content hash, last confirmed under this same mapping, is ``hashes``.
+
+        Returns key -> (record id, the run that confirmed it). A key known deleted, or
+        last written under another mapping text, is never unchanged: a changed
+        mapping sends everything once.
+        """
+        wanted = {k: h for k, h in zip(keys, hashes, strict=True) if k is not None}
+        found: dict[str, tuple[str, int]] = {}
+        names = list(wanted)
+        for start in range(0, len(names), 500):
+            part = names[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for key, record_id, digest, last_run in self.db.execute(
+                "SELECT k.key, k.record_id, k.content_hash, k.last_run FROM keys k "
+                "JOIN runs r ON r.id = k.last_run "
+                f"WHERE k.deleted = 0 AND r.mapping_digest = ? AND k.key IN ({marks})",
+                (mapping_digest, *part),
+            ):
+                if digest is not None and wanted[str(key)] == digest:
+                    found[str(key)] = (str(record_id), int(last_run))
+        return found
+
+    def mark_unchanged(self, outcomes: Iterable[RowOutcome]) -> None:
+        """Rows not sent because Twenty holds them as they are: recorded, keys seen now."""
+        done = list(outcomes)
+        run = self._run()
+        with self._tx():
+            self._write_rows(done, None)
+            self.db.executemany(
+                "UPDATE keys SET last_run = ?, last_seen = ? WHERE key = ?",
+                [(run, time.time(), o.key) for o in done if o.key is not None],
+            )
+
     def key_count(self) -> int:
         """Keys ever confirmed by the workspace."""
         return int(self.db.execute("SELECT COUNT(*) FROM keys").fetchone()[0])

@@ -139,6 +139,12 @@ def _print_validation(report: ValidationReport, offline: bool) -> None:
     help="A row whose key matches a soft-deleted record: restore it (as Twenty "
     "does), leave it deleted, or reject the row.",
 )
+@click.option(
+    "--incremental",
+    is_flag=True,
+    help="Send only the rows that changed since Twenty last confirmed them under this "
+    "mapping (the others count as unchanged): for nightly syncs of a full export.",
+)
 @click.option("--dry-run", is_flag=True, help="Only validate: read and normalize, zero writes.")
 @workspace_options
 def import_(
@@ -146,6 +152,7 @@ def import_(
     source: str | None,
     restart: bool,
     on_deleted: str,
+    incremental: bool,
     dry_run: bool,
     **flags: Any,
 ) -> None:
@@ -187,7 +194,13 @@ def import_(
         try:
             report = run_async(
                 _run_import(
-                    mapping, settings, shown, source, restart, cast("OnDeleted", on_deleted)
+                    mapping,
+                    settings,
+                    shown,
+                    source=source,
+                    restart=restart,
+                    on_deleted=cast("OnDeleted", on_deleted),
+                    incremental=incremental,
                 )
             )
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -246,9 +259,11 @@ async def _run_import(
     mapping: Mapping,
     settings: Settings,
     shown: ImportProgress,
+    *,
     source: str | None,
     restart: bool,
     on_deleted: OnDeleted,
+    incremental: bool,
 ) -> ImportReport:
     """One import on one client; SIGTERM (docker stop) stops it like Ctrl-C."""
     from pipeline.runner import import_file
@@ -268,6 +283,7 @@ async def _run_import(
                 concurrency=settings.concurrency,
                 on_deleted=on_deleted,
                 restart=restart,
+                incremental=incremental,
                 progress=shown.progress,
                 on_start=shown.on_start,
                 on_total=shown.on_total,
