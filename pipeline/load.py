@@ -10,9 +10,9 @@ are rejected with Twenty's own message and the rest still loads. Up to
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import polars as pl
 
@@ -26,6 +26,8 @@ from pipeline.schema import ObjectSchema
 from pipeline.state import Outcome, RowOutcome, StateStore, content_hash
 
 OnDeleted = Literal["restore", "skip", "reject"]
+KnownIds: TypeAlias = Mapping[tuple[str, str], Mapping[str, str]]
+"""Ids the same job wrote: (object, unique field path) -> value -> record id."""
 SELECTION = "id createdAt updatedAt"
 PREFETCH_LIMIT = 2_000  # targets this small are read whole instead of queried per batch
 
@@ -121,6 +123,7 @@ class _Lookup:
     join_column: str
     cache: dict[str, str | None] = field(default_factory=dict)
     complete: bool = False  # the whole target was read: a miss is a real miss
+    from_job: bool = False  # seeded with the ids an earlier step of the job wrote
     rejected: dict[str, str] | None = None  # values whose own row was rejected, and why
 
 
@@ -128,7 +131,12 @@ class LookupResolver:
     """Turns lookup values into record ids: cache, then the workspace (batched), else create."""
 
     def __init__(
-        self, plan: Plan, client: TwentyClient, store: StateStore, stats: LoadStats
+        self,
+        plan: Plan,
+        client: TwentyClient,
+        store: StateStore,
+        stats: LoadStats,
+        known_ids: KnownIds | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -143,11 +151,21 @@ class LookupResolver:
             join = f.relation.join_column or f"{f.name}Id"
             lookup = _Lookup(spec, target, spec.lookup, LOOKUP_PREFIX + join, join)
             lookup.cache.update(store.lookup_cache(target.name_singular, spec.lookup))
+            written = (known_ids or {}).get((target.name_singular, spec.lookup))
+            if written:
+                lookup.cache.update(written)
+                lookup.from_job = True
             self.lookups.append(lookup)
 
     async def prepare(self) -> None:
-        """Read small targets whole: one paged read beats a query per batch."""
+        """Read small targets whole: one paged read beats a query per batch.
+
+        Not a target an earlier step of the job wrote: its ids are known, and only the
+        values it did not write are asked for, when a batch needs them.
+        """
         for lookup in self.lookups:
+            if lookup.from_job:
+                continue
             page = await self.client.find_many(lookup.target.names, limit=1)
             self.stats.lookup_calls += 1
             total = page.total_count or 0
@@ -252,6 +270,7 @@ class Loader:
         concurrency: int = 4,
         on_deleted: OnDeleted = "restore",
         progress: Callable[[LoadStats, int], None] | None = None,
+        known_ids: KnownIds | None = None,
     ) -> None:
         self.plan = plan
         self.client = client
@@ -260,7 +279,7 @@ class Loader:
         self.on_deleted = on_deleted
         self.progress = progress
         self.stats = LoadStats()
-        self.lookups = LookupResolver(plan, client, store, self.stats)
+        self.lookups = LookupResolver(plan, client, store, self.stats, known_ids)
         self.deleted: set[str] = set()
 
     async def prepare(self) -> None:

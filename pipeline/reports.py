@@ -100,6 +100,7 @@ class ImportReport:
     calls: dict[str, int] = field(default_factory=dict)
     exit_code: int = 0
     state_dir: str = ""
+    run_id: int = 0
 
     @property
     def rejects_file(self) -> Path:
@@ -117,6 +118,7 @@ class ImportReport:
             "mapping": self.mapping,
             "object": self.object,
             "source": self.source,
+            "run": self.run_id,
             "rows": {
                 "read": self.rows_read,
                 "loaded": self.loaded,

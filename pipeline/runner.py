@@ -20,7 +20,7 @@ import polars as pl
 from pipeline.client import TwentyClient
 from pipeline.errors import EXIT_REJECTED, InputError, LedgerMismatch, StateError
 from pipeline.ledgers import RejectsWriter, unpublish, write_ledgers, write_report
-from pipeline.load import Batch, Loader, OnDeleted, batches_of, sync_hashes
+from pipeline.load import Batch, KnownIds, Loader, OnDeleted, batches_of, sync_hashes
 from pipeline.lock import state_lock
 from pipeline.mapping import Mapping
 from pipeline.normalize import KEY, LOOKUP_PREFIX
@@ -218,16 +218,23 @@ async def import_file(
     progress: LoadProgress | None = None,
     on_start: StartHook | None = None,
     on_total: TotalHook | None = None,
+    folder: Path | None = None,
+    schema: WorkspaceSchema | None = None,
+    known_ids: KnownIds | None = None,
 ) -> ImportReport:
     """Import (or resume importing) ``source`` with ``mapping`` into the workspace.
 
     One run at a time per state folder (see :mod:`pipeline.lock`). ``incremental``
     leaves out of the batches every row whose record Twenty confirmed, under the same
     mapping, with the same content in an earlier run (outcome ``unchanged``).
+
+    A job passes its step's ``folder`` (default: the mapping's own, under
+    ``state_dir``), the ``schema`` it read once, and the ids its earlier steps wrote.
     """
     started = time.monotonic()
+    calls_before = client.stats.as_dict()  # a job's steps share one client
     path = source_path(mapping, source)
-    folder = state_folder(state_dir, mapping)
+    folder = folder or state_folder(state_dir, mapping)
     with (
         open_source(path, mapping.source, chunk_size=chunk_size) as reader,
         state_lock(folder, f"an import of {mapping.path}"),
@@ -235,7 +242,7 @@ async def import_file(
         _claim_folder(folder, mapping)
         store = open_store(folder, restart=restart)
         try:
-            schema = await load_schema(client)
+            schema = schema or await load_schema(client)
             prepared = PreparedSource.build(reader, mapping, schema)
             obj = prepared.plan.object.name_singular
             print_ = fingerprint_of(
@@ -259,6 +266,7 @@ async def import_file(
                 print_,
                 restart=restart,
                 incremental=incremental,
+                known_ids=known_ids,
                 batch_size=batch_size,
                 concurrency=concurrency,
                 on_deleted=on_deleted,
@@ -273,9 +281,13 @@ async def import_file(
             ) from None
         finally:
             store.close()
-        report.calls = client.stats.as_dict()
+        report.calls = {
+            kind: count - calls_before.get(kind, 0)
+            for kind, count in client.stats.as_dict().items()
+        }
         report.seconds = time.monotonic() - started
         report.exit_code = EXIT_REJECTED if report.rejected else 0
+        report.run_id = run.id
         write_report(folder, report, run.id)
     return report
 
@@ -290,6 +302,7 @@ async def _import_run(
     *,
     restart: bool,
     incremental: bool,
+    known_ids: KnownIds | None,
     batch_size: int,
     concurrency: int,
     on_deleted: OnDeleted,
@@ -319,6 +332,7 @@ async def _import_run(
         client,
         store,
         incremental=print_.mapping_digest if incremental else None,
+        known_ids=known_ids,
         batch_size=batch_size,
         concurrency=concurrency,
         on_deleted=on_deleted,
@@ -368,6 +382,7 @@ async def _load(
     store: StateStore,
     *,
     incremental: str | None,
+    known_ids: KnownIds | None,
     batch_size: int,
     concurrency: int,
     on_deleted: OnDeleted,
@@ -388,6 +403,7 @@ async def _load(
         concurrency=concurrency,
         on_deleted=on_deleted,
         progress=progress,
+        known_ids=known_ids,
     )
 
     def advance(rows: int) -> None:

@@ -463,6 +463,17 @@ class StateStore:
                 [(run, time.time(), o.key) for o in done if o.key is not None],
             )
 
+    def confirmed_ids(self, run_id: int) -> dict[str, str]:
+        """Key -> record id of every row of ``run_id`` that Twenty holds (loaded or unchanged)."""
+        return {
+            str(key): str(record_id)
+            for key, record_id in self.db.execute(
+                "SELECT key, record_id FROM rows WHERE run = ? AND key IS NOT NULL"
+                " AND record_id IS NOT NULL AND outcome != 'rejected'",
+                (run_id,),
+            )
+        }
+
     def key_count(self) -> int:
         """Keys ever confirmed by the workspace."""
         return int(self.db.execute("SELECT COUNT(*) FROM keys").fetchone()[0])

@@ -6,8 +6,9 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -193,6 +194,18 @@ def settings_from(flags: dict[str, Any], *, need_workspace: bool = True) -> Sett
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run one coroutine to completion (one event loop per command)."""
     return asyncio.run(coro)
+
+
+async def stopping_on_sigterm(work: Awaitable[T]) -> T:
+    """Await ``work``; SIGTERM (``docker stop``) cancels it like Ctrl-C, state intact."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await work
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 @click.group(cls=PipelineGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -16,6 +15,7 @@ from pipeline.cli.base import (
     progress_bar,
     run_async,
     settings_from,
+    stopping_on_sigterm,
     workspace_options,
 )
 from pipeline.errors import EXIT_REJECTED, Interrupted
@@ -209,7 +209,7 @@ def import_(
                 f"interrupted: the state store in {folder} is intact; "
                 f"run the same command {again} to resume"
             ) from None
-    _print_import(report)
+    print_import(report)
     if report.exit_code == EXIT_REJECTED:
         click.echo(
             f"import {mapping.name}: {report.rejected:,} rows rejected; see {report.rejects_file}",
@@ -265,16 +265,12 @@ async def _run_import(
     on_deleted: OnDeleted,
     incremental: bool,
 ) -> ImportReport:
-    """One import on one client; SIGTERM (docker stop) stops it like Ctrl-C."""
+    """One import on one client."""
     from pipeline.runner import import_file
 
     async with open_workspace(settings) as client:
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        if task is not None:
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        try:
-            return await import_file(
+        return await stopping_on_sigterm(
+            import_file(
                 mapping,
                 client,
                 state_dir=settings.state_dir,
@@ -288,11 +284,10 @@ async def _run_import(
                 on_start=shown.on_start,
                 on_total=shown.on_total,
             )
-        finally:
-            loop.remove_signal_handler(signal.SIGTERM)
+        )
 
 
-def _print_import(report: ImportReport) -> None:
+def print_import(report: ImportReport) -> None:
     if report.already_done:
         click.echo(
             f"{report.mapping}: already imported (state store complete); "
