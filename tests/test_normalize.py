@@ -374,8 +374,8 @@ def test_relation_lookups_are_normalized_like_their_target() -> None:
 
 
 def test_multi_select_array_rating_uuid_json_richtext() -> None:
+    from pipeline.sandbox.standard import standard_metadata
     from pipeline.schema import Field, SelectOption, WorkspaceSchema
-    from pipeline.standard import standard_metadata
 
     objects, fields = standard_metadata()
     note_id = next(o["id"] for o in objects if o["nameSingular"] == "note")

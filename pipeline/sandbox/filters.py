@@ -8,13 +8,12 @@ into it, and it compiles to a SQL condition over the JSON column of a record.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from typing import Any
 
-from pipeline.sandbox.values import InvalidArgs, iso, parse_datetime
-from pipeline.schema import Field, ObjectSchema
+from pipeline.sandbox.errors import InvalidArgs
+from pipeline.sandbox.model import FieldModel, ObjectModel
+from pipeline.sandbox.pagination import OrderBy
+from pipeline.sandbox.values import iso, parse_datetime
 
 OPERATORS = (
     "eq",
@@ -32,9 +31,7 @@ OPERATORS = (
     "ilike",
 )
 DIRECTIONS = ("AscNullsFirst", "AscNullsLast", "DescNullsFirst", "DescNullsLast")
-NUMERIC_PARTS = {"amountMicros", "addressLat", "addressLng"}
 Filter = dict[str, Any]
-OrderBy = list[tuple[str, str]]
 
 
 # --------------------------------------------------------------------------- REST parsing
@@ -67,13 +64,13 @@ def _unquote(text: str) -> str:
     return text
 
 
-def _typed(obj: ObjectSchema, path: str, raw: str) -> Any:
+def _typed(obj: ObjectModel, path: str, raw: str) -> Any:
     """REST filter values arrive as text; numbers and booleans are typed by the field."""
     resolved = obj.resolve_path(path)
     if resolved is None:
         raise InvalidArgs(f'Object {obj.name_singular} doesn\'t have any "{path}" field.')
     field, sub = resolved
-    kind = field.type if sub is None else ("NUMBER" if sub in NUMERIC_PARTS else "TEXT")
+    kind = field.type if sub is None else _sub_field_kind(field, sub)
     if kind in ("NUMBER", "NUMERIC", "POSITION", "RATING_NUMBER"):
         try:
             return float(raw) if "." in raw else int(raw)
@@ -86,7 +83,14 @@ def _typed(obj: ObjectSchema, path: str, raw: str) -> Any:
     return raw
 
 
-def _leaf(obj: ObjectSchema, text: str) -> Filter:
+def _sub_field_kind(field: FieldModel, sub: str) -> str:
+    """How a REST filter types a composite part: numbers for numeric parts, else text."""
+    composite = field.composite
+    parts = {p.name: p.kind for p in composite.subfields} if composite is not None else {}
+    return "NUMBER" if parts.get(sub) in ("bigfloat", "float") else "TEXT"
+
+
+def _leaf(obj: ObjectModel, text: str) -> Filter:
     head, sep, raw_value = text.partition(":")
     if not sep or not head.endswith("]") or "[" not in head:
         raise InvalidArgs(f"'{text}' is not a valid filter: use field[operator]:value")
@@ -113,7 +117,7 @@ def _leaf(obj: ObjectSchema, text: str) -> Filter:
     return node
 
 
-def parse_rest_filter(obj: ObjectSchema, text: str) -> Filter:
+def parse_rest_filter(obj: ObjectModel, text: str) -> Filter:
     """Parse ``field[op]:value,and(...),or(...),not(...)`` into a filter dict."""
 
     def parse(expr: str) -> Filter:
@@ -131,7 +135,7 @@ def parse_rest_filter(obj: ObjectSchema, text: str) -> Filter:
     return items[0] if len(items) == 1 else {"and": items}
 
 
-def parse_rest_order_by(obj: ObjectSchema, text: str) -> OrderBy:
+def parse_rest_order_by(obj: ObjectModel, text: str) -> OrderBy:
     """``a,b[DescNullsLast],name.firstName`` -> [(path, direction), ...]."""
     out: OrderBy = []
     for item in _split_top(text):
@@ -148,7 +152,7 @@ def parse_rest_order_by(obj: ObjectSchema, text: str) -> OrderBy:
     return out
 
 
-def graphql_order_by(obj: ObjectSchema, items: list[dict[str, Any]] | None) -> OrderBy:
+def graphql_order_by(obj: ObjectModel, items: list[dict[str, Any]] | None) -> OrderBy:
     """GraphQL ``orderBy: [{name: {firstName: AscNullsFirst}}]`` -> the same list."""
     out: OrderBy = []
     for item in items or []:
@@ -175,7 +179,7 @@ def mentions_deleted_at(flt: Any) -> bool:
     return False
 
 
-def _sql_value(field: Field, sub: str | None, value: Any) -> Any:
+def _sql_value(field: FieldModel, sub: str | None, value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
     if field.type in ("DATE_TIME",) and sub is None and isinstance(value, str):
@@ -187,7 +191,7 @@ def _sql_value(field: Field, sub: str | None, value: Any) -> Any:
 
 
 def _condition(
-    expr: str, op: str, value: Any, field: Field, sub: str | None, params: list[Any]
+    expr: str, op: str, value: Any, field: FieldModel, sub: str | None, params: list[Any]
 ) -> str:
     if op == "is":
         if value not in ("NULL", "NOT_NULL"):
@@ -225,7 +229,7 @@ def _condition(
     )
 
 
-def compile_filter(obj: ObjectSchema, flt: Filter | None, params: list[Any]) -> str:
+def compile_filter(obj: ObjectModel, flt: Filter | None, params: list[Any]) -> str:
     """SQL condition (with ``?`` placeholders appended to ``params``) for ``flt``."""
     if not flt:
         return "1"
@@ -271,60 +275,3 @@ def compile_filter(obj: ObjectSchema, flt: Filter | None, params: list[Any]) -> 
                 if v is not None
             )
     return "(" + " AND ".join(clauses) + ")" if clauses else "1"
-
-
-# --------------------------------------------------------------------------- order + cursors
-
-
-def _get(record: dict[str, Any], path: str) -> Any:
-    value: Any = record
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
-def sort_records(records: list[dict[str, Any]], order: OrderBy) -> list[dict[str, Any]]:
-    """Sort by ``order`` then ``id`` ascending (Twenty's tiebreaker), nulls as asked."""
-    ordered = list(records)
-    for path, direction in reversed([*order, ("id", "AscNullsFirst")]):
-        desc = direction.startswith("Desc")
-        nulls_first = direction.endswith("NullsFirst")
-        # With reverse=True the null rank flips too; choose it so nulls land where asked.
-        null_rank = 0 if nulls_first != desc else 2
-
-        def key(r: dict[str, Any], path: str = path, null_rank: int = null_rank) -> Any:
-            value = _get(r, path)
-            return (null_rank, "") if value is None else (1, value)
-
-        ordered.sort(key=key, reverse=desc)
-    return ordered
-
-
-def encode_cursor(record: dict[str, Any], order: OrderBy) -> str:
-    """base64 of JSON ``{...order values, "id": id}`` (twenty-api.md §2.3)."""
-    values = {path: _get(record, path) for path, _ in order}
-    values["id"] = record["id"]
-    return base64.b64encode(json.dumps(values).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> dict[str, Any]:
-    """The values a cursor holds; a malformed one is Twenty's ``Invalid cursor`` 400."""
-    try:
-        values = json.loads(base64.b64decode(cursor.encode(), validate=True))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise InvalidArgs(f"Invalid cursor: {cursor}") from None
-    if not isinstance(values, dict) or "id" not in values:
-        raise InvalidArgs(f"Invalid cursor: {cursor}")
-    return values
-
-
-def cursor_record(values: dict[str, Any]) -> dict[str, Any]:
-    """A stand-in record carrying a cursor's values, to find its place in a sorted list."""
-    record: dict[str, Any] = {}
-    for path, value in values.items():
-        node = record
-        parts = path.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return record

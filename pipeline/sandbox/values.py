@@ -8,69 +8,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pipeline.schema import COMPOSITE_SUBFIELDS, Field
-
-
-class SandboxError(Exception):
-    """An error the sandbox answers with; REST status and GraphQL code per twenty-api.md."""
-
-    status = 400
-    rest_error = "BadRequestException"
-    graphql_code = "BAD_USER_INPUT"
-
-    def __init__(self, message: str, **extensions: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.extensions = extensions
-
-
-class InvalidArgs(SandboxError):
-    """INVALID_ARGS_DATA: the data does not fit the field (400 / BAD_USER_INPUT)."""
-
-
-class NotFound(SandboxError):
-    """RECORD_NOT_FOUND (404 / NOT_FOUND)."""
-
-    status = 404
-    rest_error = "NotFoundException"
-    graphql_code = "NOT_FOUND"
-
-
-class DuplicateEntry(SandboxError):
-    """A unique index refused the write (400 / BAD_USER_INPUT with conflict details)."""
-
-    def __init__(self, conflicting_id: str | None = None, object_name: str | None = None) -> None:
-        super().__init__(
-            "A duplicate entry was detected",
-            conflictingRecordId=conflicting_id,
-            conflictingObjectNameSingular=object_name,
-        )
-
+from pipeline.sandbox.errors import InvalidArgs
+from pipeline.sandbox.model import COMPOSITE_TYPES, FieldModel
 
 EMAIL_RE = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
 UUID_RE = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-)
-# Composite sub-fields that hold text (stored as "" when unset); the others are lists,
-# numbers, ids or JSON (stored as null).
-NON_TEXT_SUBFIELDS = frozenset(
-    {
-        "additionalEmails",
-        "additionalPhones",
-        "secondaryLinks",
-        "amountMicros",
-        "addressLat",
-        "addressLng",
-        "workspaceMemberId",
-        "context",
-    }
-)
-TEXT_SUBFIELDS = (
-    frozenset(sub for subs in COMPOSITE_SUBFIELDS.values() for sub in subs) - NON_TEXT_SUBFIELDS
 )
 
 
@@ -103,16 +51,17 @@ def normalize_url(url: str) -> str:
 
 def composite_default(field_type: str) -> dict[str, Any]:
     """The stored value of a composite field nobody wrote: text parts "", others null."""
-    return {sub: ("" if sub in TEXT_SUBFIELDS else None) for sub in COMPOSITE_SUBFIELDS[field_type]}
+    composite = COMPOSITE_TYPES[field_type]
+    return {sub.name: ("" if sub.kind == "text" else None) for sub in composite.subfields}
 
 
-def _bad(value: Any, field: Field, kind: str = "") -> InvalidArgs:
+def _bad(value: Any, field: FieldModel, kind: str = "") -> InvalidArgs:
     shown = value if not isinstance(value, str) else f"'{value}'"
     kind = f"{kind} " if kind else ""
     return InvalidArgs(f'Invalid {kind}value {shown} for field "{field.name}"')
 
 
-def _number(value: Any, field: Field, *, allow_string: bool) -> int | float:
+def _number(value: Any, field: FieldModel, *, allow_string: bool) -> int | float:
     if isinstance(value, bool):
         raise _bad(value, field, "number")
     if isinstance(value, int | float):
@@ -129,7 +78,7 @@ def _number(value: Any, field: Field, *, allow_string: bool) -> int | float:
 _DATE_FORMATS = ("%m/%d/%Y", "%b %d, %Y", "%B %d, %Y", "%d %b %Y", "%Y/%m/%d")
 
 
-def parse_datetime(value: Any, field: Field) -> datetime:
+def parse_datetime(value: Any, field: FieldModel) -> datetime:
     """Parse the date strings Twenty accepts; reject impossible dates and bare years."""
     if not isinstance(value, str) or not re.search(r"\d{1,4}\D\d{1,2}|[A-Za-z]{3}", value):
         raise _bad(value, field, "date")
@@ -157,7 +106,7 @@ def iso(moment: datetime) -> str:
     )
 
 
-def _composite(value: Any, field: Field, label: str) -> dict[str, Any]:
+def _composite(value: Any, field: FieldModel, label: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidArgs(f'Invalid value {json.dumps(value)} for {label} field "{field.name}"')
     for key in value:
@@ -166,145 +115,200 @@ def _composite(value: Any, field: Field, label: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _text_part(value: Any, field: Field, sub: str) -> str | None:
+def _text_part(value: Any, field: FieldModel, sub: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise InvalidArgs(f'Invalid string value {value} for {sub} of field "{field.name}"')
 
 
-def _email(value: Any, field: Field) -> str:
+def _email(value: Any, field: FieldModel) -> str:
     if not isinstance(value, str) or (value and not EMAIL_RE.match(value.strip())):
         raise InvalidArgs(f"Invalid email value '{value}' for field \"{field.name}\"")
     return value.strip().lower()
 
 
-def coerce(field: Field, value: Any) -> Any:
-    """Validate ``value`` for ``field`` and return what Twenty stores."""
-    t = field.type
+# --------------------------------------------------------------------------- scalars
+
+
+def _text(field: FieldModel, value: Any) -> Any:
+    if not isinstance(value, str):
+        raise InvalidArgs(f'Invalid string value {value} for text field "{field.name}"')
+    return value or None
+
+
+def _position(field: FieldModel, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgs(f"Invalid position value '{value}' for field \"{field.name}\"")
+    return value
+
+
+def _boolean(field: FieldModel, value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise _bad(value, field, "boolean")
+    return value
+
+
+def _select(field: FieldModel, value: Any) -> Any:
+    if not isinstance(value, str) or not field.has_option(value):
+        raise InvalidArgs(f"Invalid value '{value}' for field \"{field.name}\"")
+    return value
+
+
+def _multi_select(field: FieldModel, value: Any) -> Any:
+    if not isinstance(value, list):
+        raise InvalidArgs(f"Invalid value '{value}' for field \"{field.name}\"")
+    for item in value:
+        if not field.has_option(item):
+            raise InvalidArgs(f"Invalid value '{item}' for field \"{field.name}\"")
+    return list(value) or None
+
+
+def _array(field: FieldModel, value: Any) -> Any:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise InvalidArgs(f'Invalid value {json.dumps(value)} for array field "{field.name}"')
+    return list(items) or None
+
+
+def _raw_json(field: FieldModel, value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise InvalidArgs(f'Invalid JSON value for field "{field.name}"') from None
+    return value or None
+
+
+def _unwritable(field: FieldModel, value: Any) -> Any:
+    raise InvalidArgs(f"Field {field.name} does not support write operations.")
+
+
+# --------------------------------------------------------------------------- composites
+
+
+def _full_name(field: FieldModel, value: Any) -> Any:
+    parts = _composite(value, field, "full name")
+    return {k: _text_part(v, field, k) or "" for k, v in parts.items()}
+
+
+def _list_part(parts: dict[str, Any], key: str, field: FieldModel) -> list[Any] | None:
+    """The list sub-field ``key`` of a composite input; None when absent or null."""
+    items = parts[key]
+    if items is not None and not isinstance(items, list):
+        raise InvalidArgs(f'Invalid {key} for field "{field.name}"')
+    return items
+
+
+def _emails(field: FieldModel, value: Any) -> Any:
+    parts = _composite(value, field, "emails")
+    out: dict[str, Any] = {}
+    if "primaryEmail" in parts:
+        out["primaryEmail"] = _email(parts["primaryEmail"] or "", field)
+    if "additionalEmails" in parts:
+        extra = _list_part(parts, "additionalEmails", field)
+        out["additionalEmails"] = [_email(e, field) for e in extra or []] or None
+    return out
+
+
+def _links(field: FieldModel, value: Any) -> Any:
+    parts = _composite(value, field, "links")
+    out: dict[str, Any] = {}
+    if "primaryLinkUrl" in parts:
+        url = _text_part(parts["primaryLinkUrl"], field, "primaryLinkUrl") or ""
+        out["primaryLinkUrl"] = normalize_url(url.strip())
+    if "primaryLinkLabel" in parts:
+        out["primaryLinkLabel"] = _text_part(parts["primaryLinkLabel"], field, "label") or ""
+    if "secondaryLinks" in parts:
+        links = _list_part(parts, "secondaryLinks", field)
+        out["secondaryLinks"] = [
+            {"url": normalize_url(str(link.get("url") or "")), "label": link.get("label") or ""}
+            for link in links or []
+            if isinstance(link, dict)
+        ] or None
+    return out
+
+
+def _phones(field: FieldModel, value: Any) -> Any:
+    parts = _composite(value, field, "phones")
+    out: dict[str, Any] = {
+        k: _text_part(v, field, k) or "" for k, v in parts.items() if k != "additionalPhones"
+    }
+    if "additionalPhones" in parts:
+        out["additionalPhones"] = _list_part(parts, "additionalPhones", field) or None
+    return out
+
+
+def _currency(field: FieldModel, value: Any) -> Any:
+    parts = _composite(value, field, "currency")
+    out: dict[str, Any] = {}
+    if "amountMicros" in parts:
+        micros = parts["amountMicros"]
+        out["amountMicros"] = None if micros is None else _number(micros, field, allow_string=True)
+    if "currencyCode" in parts:
+        out["currencyCode"] = _text_part(parts["currencyCode"], field, "currencyCode") or ""
+    return out
+
+
+def _address(field: FieldModel, value: Any) -> Any:
+    parts = _composite(value, field, "address")
+    out: dict[str, Any] = {}
+    for k, v in parts.items():
+        if k in ("addressLat", "addressLng"):
+            out[k] = None if v is None else _number(v, field, allow_string=True)
+        else:
+            out[k] = _text_part(v, field, k) or ""
+    return out
+
+
+def _actor(field: FieldModel, value: Any) -> Any:
+    return _composite(value, field, "actor")
+
+
+def _rich_text_v2(field: FieldModel, value: Any) -> Any:
+    """Markdown-only input gets a blocknote document of one paragraph per line."""
+    parts = _composite(value, field, "rich text")
+    markdown = parts.get("markdown")
+    blocknote = parts.get("blocknote")
+    if markdown is not None and blocknote is None:
+        blocknote = json.dumps(
+            [
+                {"type": "paragraph", "content": [{"type": "text", "text": line}]}
+                for line in str(markdown).split("\n")
+            ]
+        )
+    return {"markdown": markdown, "blocknote": blocknote}
+
+
+_COERCERS: dict[str, Callable[[FieldModel, Any], Any]] = {
+    "TEXT": _text,
+    "NUMBER": lambda field, value: _number(value, field, allow_string=False),
+    "NUMERIC": lambda field, value: _number(value, field, allow_string=True),
+    "POSITION": _position,
+    "BOOLEAN": _boolean,
+    "UUID": lambda field, value: check_uuid(value),
+    "DATE_TIME": lambda field, value: iso(parse_datetime(value, field)),
+    "DATE": lambda field, value: parse_datetime(value, field).date().isoformat(),
+    "SELECT": _select,
+    "RATING": _select,
+    "MULTI_SELECT": _multi_select,
+    "ARRAY": _array,
+    "RAW_JSON": _raw_json,
+    "RICH_TEXT": _unwritable,
+    "TS_VECTOR": _unwritable,
+    "FULL_NAME": _full_name,
+    "EMAILS": _emails,
+    "LINKS": _links,
+    "PHONES": _phones,
+    "CURRENCY": _currency,
+    "ADDRESS": _address,
+    "ACTOR": _actor,
+    "RICH_TEXT_V2": _rich_text_v2,
+}
+
+
+def coerce(field: FieldModel, value: Any) -> Any:
+    """Validate ``value`` for ``field`` and return what Twenty stores (null stays null)."""
     if value is None:
         return None
-    if t in ("TEXT",):
-        if not isinstance(value, str):
-            raise InvalidArgs(f'Invalid string value {value} for text field "{field.name}"')
-        return value or None
-    if t == "NUMBER":
-        return _number(value, field, allow_string=False)
-    if t == "NUMERIC":
-        return _number(value, field, allow_string=True)
-    if t == "POSITION":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidArgs(f"Invalid position value '{value}' for field \"{field.name}\"")
-        return value
-    if t == "BOOLEAN":
-        if not isinstance(value, bool):
-            raise _bad(value, field, "boolean")
-        return value
-    if t == "UUID":
-        return check_uuid(value)
-    if t == "DATE_TIME":
-        return iso(parse_datetime(value, field))
-    if t == "DATE":
-        return parse_datetime(value, field).date().isoformat()
-    if t in ("SELECT", "RATING"):
-        if not isinstance(value, str) or not any(o.value == value for o in field.options):
-            raise InvalidArgs(f"Invalid value '{value}' for field \"{field.name}\"")
-        return value
-    if t == "MULTI_SELECT":
-        if not isinstance(value, list):
-            raise InvalidArgs(f"Invalid value '{value}' for field \"{field.name}\"")
-        for item in value:
-            if not any(o.value == item for o in field.options):
-                raise InvalidArgs(f"Invalid value '{item}' for field \"{field.name}\"")
-        return list(value) or None
-    if t == "ARRAY":
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            raise InvalidArgs(f'Invalid value {json.dumps(value)} for array field "{field.name}"')
-        return list(items) or None
-    if t == "RAW_JSON":
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise InvalidArgs(f'Invalid JSON value for field "{field.name}"') from None
-        return value or None
-    if t in ("RICH_TEXT", "TS_VECTOR"):
-        raise InvalidArgs(f"Field {field.name} does not support write operations.")
-    if t == "FULL_NAME":
-        parts = _composite(value, field, "full name")
-        return {k: _text_part(v, field, k) or "" for k, v in parts.items()}
-    if t == "EMAILS":
-        parts = _composite(value, field, "emails")
-        out: dict[str, Any] = {}
-        if "primaryEmail" in parts:
-            out["primaryEmail"] = _email(parts["primaryEmail"] or "", field)
-        if "additionalEmails" in parts:
-            extra = parts["additionalEmails"]
-            if extra is not None and not isinstance(extra, list):
-                raise InvalidArgs(f'Invalid additionalEmails for field "{field.name}"')
-            out["additionalEmails"] = [_email(e, field) for e in extra or []] or None
-        return out
-    if t == "LINKS":
-        parts = _composite(value, field, "links")
-        out = {}
-        if "primaryLinkUrl" in parts:
-            url = _text_part(parts["primaryLinkUrl"], field, "primaryLinkUrl") or ""
-            out["primaryLinkUrl"] = normalize_url(url.strip())
-        if "primaryLinkLabel" in parts:
-            out["primaryLinkLabel"] = _text_part(parts["primaryLinkLabel"], field, "label") or ""
-        if "secondaryLinks" in parts:
-            links = parts["secondaryLinks"]
-            if links is not None and not isinstance(links, list):
-                raise InvalidArgs(f'Invalid secondaryLinks for field "{field.name}"')
-            out["secondaryLinks"] = [
-                {"url": normalize_url(str(link.get("url") or "")), "label": link.get("label") or ""}
-                for link in links or []
-                if isinstance(link, dict)
-            ] or None
-        return out
-    if t == "PHONES":
-        parts = _composite(value, field, "phones")
-        out = {k: v for k, v in parts.items() if k != "additionalPhones"}
-        for k, v in out.items():
-            out[k] = _text_part(v, field, k) or ""
-        if "additionalPhones" in parts:
-            phones = parts["additionalPhones"]
-            if phones is not None and not isinstance(phones, list):
-                raise InvalidArgs(f'Invalid additionalPhones for field "{field.name}"')
-            out["additionalPhones"] = phones or None
-        return out
-    if t == "CURRENCY":
-        parts = _composite(value, field, "currency")
-        out = {}
-        if "amountMicros" in parts:
-            micros = parts["amountMicros"]
-            out["amountMicros"] = (
-                None if micros is None else _number(micros, field, allow_string=True)
-            )
-        if "currencyCode" in parts:
-            out["currencyCode"] = _text_part(parts["currencyCode"], field, "currencyCode") or ""
-        return out
-    if t == "ADDRESS":
-        parts = _composite(value, field, "address")
-        out = {}
-        for k, v in parts.items():
-            if k in ("addressLat", "addressLng"):
-                out[k] = None if v is None else _number(v, field, allow_string=True)
-            else:
-                out[k] = _text_part(v, field, k) or ""
-        return out
-    if t == "ACTOR":
-        return _composite(value, field, "actor")
-    if t == "RICH_TEXT_V2":
-        parts = _composite(value, field, "rich text")
-        markdown = parts.get("markdown")
-        blocknote = parts.get("blocknote")
-        if markdown is not None and blocknote is None:
-            blocknote = json.dumps(
-                [
-                    {"type": "paragraph", "content": [{"type": "text", "text": line}]}
-                    for line in str(markdown).split("\n")
-                ]
-            )
-        return {"markdown": markdown, "blocknote": blocknote}
-    return value
+    coercer = _COERCERS.get(field.type)
+    return value if coercer is None else coercer(field, value)

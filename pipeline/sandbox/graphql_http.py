@@ -1,0 +1,100 @@
+"""The GraphQL endpoints (``POST /graphql``, ``POST /metadata``) over HTTP (§1, §3, §8.2).
+
+GraphQL answers 200 with ``errors`` for every failure, authentication included;
+parse and validation failures carry Twenty's codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql import ExecutionResult, GraphQLError, GraphQLSchema, execute, parse, validate
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from pipeline.sandbox.auth import Gatekeeper
+from pipeline.sandbox.engine import Engine
+from pipeline.sandbox.errors import SandboxError
+from pipeline.sandbox.graphql_api import WorkspaceGraphQL
+from pipeline.sandbox.graphql_metadata import build_metadata_schema
+from pipeline.sandbox.graphql_resolvers import GraphQLContext
+from pipeline.sandbox.http_errors import format_graphql_error, graphql_errors
+from pipeline.sandbox.model import WorkspaceModel
+from pipeline.sandbox.rest_core import read_json_body
+
+
+def run_graphql(schema: GraphQLSchema, body: Any, context: Any) -> dict[str, Any]:
+    """Parse, validate and execute one GraphQL request body into its answer."""
+    if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+        return {
+            "errors": [
+                {
+                    "message": "Must provide query string.",
+                    "extensions": {"code": "GRAPHQL_PARSE_FAILED"},
+                }
+            ]
+        }
+    try:
+        document = parse(body["query"])
+    except GraphQLError as exc:
+        return {"errors": [format_graphql_error(exc, "GRAPHQL_PARSE_FAILED")]}
+    problems = validate(schema, document)
+    if problems:
+        return {"errors": [format_graphql_error(p, "GRAPHQL_VALIDATION_FAILED") for p in problems]}
+    result = execute(
+        schema,
+        document,
+        variable_values=body.get("variables") or {},
+        operation_name=body.get("operationName"),
+        context_value=context,
+    )
+    if not isinstance(result, ExecutionResult):  # every resolver here is synchronous
+        raise TypeError("asynchronous GraphQL execution is not expected")
+    out: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        # An error without a path is a variable coercion failure: bad input, not a crash.
+        out["errors"] = [
+            format_graphql_error(e, "BAD_USER_INPUT" if e.path is None else "INTERNAL_SERVER_ERROR")
+            for e in result.errors
+        ]
+    return out
+
+
+class GraphQLEndpoints:
+    """``/graphql`` (the workspace schema) and ``/metadata`` (the metadata schema)."""
+
+    def __init__(self, engine: Engine, gate: Gatekeeper) -> None:
+        self.engine = engine
+        self.gate = gate
+        self.workspace = WorkspaceGraphQL(engine)
+        self._metadata_schema: tuple[WorkspaceModel, GraphQLSchema] | None = None
+
+    async def graphql_endpoint(self, request: Request) -> Response:
+        """``POST /graphql``: 200 with ``errors`` for failures, auth included (§1, §3)."""
+        actor, error = self.gate.authenticate(request)
+        if error is not None or actor is None:
+            assert error is not None
+            auth_error = GraphQLError(error.message, extensions={"code": error.graphql_code})
+            return JSONResponse({"errors": [format_graphql_error(auth_error, "UNAUTHENTICATED")]})
+        try:
+            body = await read_json_body(request)
+        except SandboxError as exc:
+            return graphql_errors(exc.message, "BAD_USER_INPUT")
+        context = GraphQLContext(
+            engine=self.engine, actor=actor, spend_token=self.gate.spend_graphql
+        )
+        return JSONResponse(run_graphql(self.workspace.schema, body, context))
+
+    async def metadata_graphql(self, request: Request) -> Response:
+        """``POST /metadata``: objects/fields queries, createOneObject/createOneField (§8.2)."""
+        _actor, error = self.gate.authenticate(request)
+        if error is not None:
+            return graphql_errors(error.message, error.graphql_code)
+        try:
+            body = await read_json_body(request)
+        except SandboxError as exc:
+            return graphql_errors(exc.message, "BAD_USER_INPUT")
+        model = self.engine.schema
+        if self._metadata_schema is None or self._metadata_schema[0] is not model:
+            self._metadata_schema = (model, build_metadata_schema(self.engine))
+        return JSONResponse(run_graphql(self._metadata_schema[1], body, None))
