@@ -22,8 +22,8 @@ from rapidfuzz import fuzz
 
 from pipeline.mapping import FORMATS
 from pipeline.normalize import EMAIL_FAST, to_datetime
-from pipeline.read import SourceReader
 from pipeline.schema import Field, ObjectSchema, WorkspaceSchema
+from pipeline.sources import SourceReader
 
 SAMPLE_ROWS = 200
 THRESHOLD = 80

@@ -20,9 +20,9 @@ from pipeline.client import PAGE_SIZE, TwentyClient
 from pipeline.errors import BatchRejectedError, BatchTooLargeError, UnconfirmedWriteError
 from pipeline.mapping import FieldSpec
 from pipeline.normalize import KEY, KEY_SEPARATOR, LOOKUP_PREFIX, Plan, to_payloads
-from pipeline.read import ROW
 from pipeline.rejected_targets import rejected_targets
 from pipeline.schema import ObjectSchema
+from pipeline.sources import ROW
 from pipeline.state import Outcome, RowOutcome, StateStore, content_hash
 
 OnDeleted = Literal["restore", "skip", "reject"]

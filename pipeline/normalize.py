@@ -33,8 +33,8 @@ from pipeline.mapping import (
     key_paths,
 )
 from pipeline.phones import PHONE_PARTS, to_phone, to_phone_list
-from pipeline.read import ROW
 from pipeline.schema import Field, ObjectSchema, WorkspaceSchema
+from pipeline.sources import ROW
 
 KEY = "_key"
 LOOKUP_PREFIX = "__lookup__"

@@ -25,8 +25,8 @@ from pipeline.cells import LEDGER_COLUMNS, is_ledger, unescape_frame
 from pipeline.errors import InputError
 from pipeline.mapping import Mapping
 from pipeline.normalize import KEY, LOOKUP_PREFIX, Plan, make_plan, normalize
-from pipeline.read import ROW, SourceReader
 from pipeline.schema import WorkspaceSchema
+from pipeline.sources import ROW, SourceReader
 
 
 @dataclass

@@ -20,8 +20,8 @@ import polars as pl
 from pipeline.errors import PipelineError
 from pipeline.mapping import load_mapping
 from pipeline.normalize import KEY, make_plan, normalize
-from pipeline.read import ROW
 from pipeline.schema import WorkspaceSchema
+from pipeline.sources import ROW
 from pipeline.state import STORE_NAME, StateStore
 
 

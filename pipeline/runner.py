@@ -25,7 +25,6 @@ from pipeline.lock import state_lock
 from pipeline.mapping import Mapping
 from pipeline.normalize import KEY, LOOKUP_PREFIX
 from pipeline.prepare import PreparedSource, source_path
-from pipeline.read import ROW, open_source
 from pipeline.reports import (
     ImportReport,
     LoadProgress,
@@ -36,6 +35,7 @@ from pipeline.reports import (
     reason_kind,
 )
 from pipeline.schema import WorkspaceSchema, load_schema
+from pipeline.sources import ROW, open_source
 from pipeline.state import (
     OLD_CHECKPOINT,
     STORE_NAME,

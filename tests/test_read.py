@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from pipeline.errors import InputError
 from pipeline.mapping import SourceSpec
-from pipeline.read import detect_encoding, open_source
+from pipeline.sources import detect_encoding, open_source
 
 TEXT = "name,city\nZoë,Zürich\nRenée,Besançon\n"
 
