@@ -20,8 +20,9 @@ from pathlib import Path
 import polars as pl
 from rapidfuzz import fuzz
 
+from pipeline.fields.composites import EMAIL_FAST
+from pipeline.fields.dates import to_datetime
 from pipeline.mapping import FORMATS
-from pipeline.normalize import EMAIL_FAST, to_datetime
 from pipeline.schema import Field, ObjectSchema, WorkspaceSchema
 from pipeline.sources import SourceReader
 

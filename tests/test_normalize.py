@@ -11,14 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.fields.composites import normalize_email, normalize_url
 from pipeline.mapping import parse_mapping
 from pipeline.normalize import (
     ID_NAMESPACE,
     Normalized,
     make_plan,
     normalize,
-    normalize_email,
-    normalize_url,
     to_payloads,
 )
 from pipeline.standard import standard_schema

@@ -12,13 +12,13 @@ import phonenumbers
 import polars as pl
 import pytest
 
-from pipeline import phones
 from pipeline.client import TwentyClient
 from pipeline.config import Rate, Secret
 from pipeline.errors import MappingError
+from pipeline.fields import phone_plans as phones
+from pipeline.fields.phone_plans import country_code, fast_phones
 from pipeline.mapping import check_mapping, load_mapping, parse_mapping
 from pipeline.normalize import Normalized, make_plan, normalize
-from pipeline.phones import country_code, fast_phones
 from pipeline.runner import import_file
 from pipeline.sandbox import Sandbox, SandboxOptions
 from pipeline.standard import standard_schema

@@ -1,11 +1,11 @@
-"""Phone numbers: text -> {number, country code, calling code}, or a reason.
+"""Phone numbering plans: countries by name, and the vectorized parse of everyday numbers.
 
 The everyday shapes (``+33 6 12 34 56 78``, ``0033 ...``, ``06 12 34 56 78`` with a
 known country) are parsed by polars expressions and accepted only when phonenumbers
 would call them *valid* for their region: the region's national number patterns from
 phonenumbers' metadata are run as anchored regexes, with the same national-prefix and
-shared-calling-code rules the library applies. Everything else goes to phonenumbers,
-once per distinct (value, country), which also says what is wrong.
+shared-calling-code rules the library applies. What this path does not accept goes to
+phonenumbers itself (:mod:`pipeline.fields.phones`).
 
 A row's country is its ``country_column`` value (ISO code or English name) when that
 names a country, else the spec's ``default_country``.
@@ -24,17 +24,6 @@ import phonenumbers
 import polars as pl
 from phonenumbers.geocoder import _region_display_name
 
-PHONE_STRUCT = pl.Struct(
-    {
-        "primaryPhoneNumber": pl.String,
-        "primaryPhoneCountryCode": pl.String,
-        "primaryPhoneCallingCode": pl.String,
-    }
-)
-EXTRA_PHONE = pl.Struct({"number": pl.String, "countryCode": pl.String, "callingCode": pl.String})
-PHONE_PARTS = ("primaryPhoneCountryCode", "primaryPhoneCallingCode")
-"""Sub-fields that come with ``primaryPhoneNumber`` when they are not mapped themselves."""
-
 # The metadata descriptions phonenumbers tries when it types a number (any match: valid).
 TYPE_DESCS = (
     "premium_rate",
@@ -49,7 +38,7 @@ TYPE_DESCS = (
     "mobile",
 )
 DIGITS = frozenset("0123456789")
-FIX_HINT = "set default_country or country_column, or write it with its +country code"
+
 
 # Names exports use that are not phonenumbers' English region names.
 COUNTRY_ALIASES = {
@@ -488,223 +477,3 @@ def fast_phones(raw: pl.Series, home: pl.Series) -> pl.DataFrame:
     verdict = pl.concat(checked)
     out = indexed.join(verdict, on="i", how="left", maintain_order="left")
     return out.select(pl.col("ok").fill_null(False), pl.col("n").fill_null(pl.col("n0")), "c", "k")
-
-
-# --------------------------------------------------------------------------- slow path
-
-
-def _span(lengths: tuple[int, ...]) -> str:
-    if len(lengths) == 1:
-        return str(lengths[0])
-    if list(lengths) == list(range(lengths[0], lengths[-1] + 1)):
-        return f"{lengths[0]} to {lengths[-1]}"
-    return ", ".join(str(n) for n in lengths[:-1]) + f" or {lengths[-1]}"
-
-
-def _why_invalid(national: str, region: str) -> str:
-    """Why phonenumbers calls these national digits no number of ``region``, in words."""
-    info = region_info(region)
-    if info is None:
-        return f"{region} has no phone numbering plan"
-    if info.lengths and len(national) not in info.lengths:
-        size = "too short" if len(national) < min(info.lengths) else "wrong length"
-        size = "too long" if len(national) > max(info.lengths) else size
-        return (
-            f"{size}: {region} numbers have {_span(info.lengths)} digits after the country "
-            f"code, this one has {len(national)}"
-        )
-    if national[:1] and national[:1] not in info.first_digits:
-        return f"no {region} number starts with {national[0]}"
-    return f"no {region} number begins {national[:4]}…"
-
-
-@lru_cache(maxsize=200_000)
-def parse_one(
-    text: str, region: str | None, origin: str | None, unknown: str | None
-) -> tuple[str | None, str | None, str | None, str | None]:
-    """phonenumbers on one value: (number, region, +code, None) or (None, .., reason).
-
-    ``origin`` names where ``region`` came from when it is the row's country column;
-    ``unknown`` is the row's country text when it named no country.
-    """
-    where = f" (the row's {origin})" if origin else ""
-    if unknown is not None:
-        if region:
-            where = f" (default_country; the row's country {unknown!r} is not a country name)"
-        else:
-            where = f" (the row's country {unknown!r} is not a country name)"
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException as exc:
-        kind = exc.error_type
-        if kind == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
-            if text.lstrip().startswith("+"):
-                return None, None, None, f"'{text}' starts with no known +country code"
-            if region_info(region) is not None and region:
-                # e.g. "01 19 99 81 16" for US: 011 is its international prefix
-                digits = re.sub(r"[^0-9]", "", text)
-                return (
-                    None,
-                    None,
-                    None,
-                    _national_reason(text, digits, region, where, origin, unknown),
-                )
-            if unknown is not None:
-                return (
-                    None,
-                    None,
-                    None,
-                    f"'{text}' has no +country code and the row's country {unknown!r} is not "
-                    "a country name; write the country as an ISO code (FR) or English name "
-                    "(France), set default_country, or write the number with its +country code",
-                )
-            return (
-                None,
-                None,
-                None,
-                f"'{text}' has no +country code and no country to read it with; {FIX_HINT}",
-            )
-        if kind == phonenumbers.NumberParseException.NOT_A_NUMBER:
-            return None, None, None, f"'{text}' is not a phone number"
-        size = "too long" if kind == phonenumbers.NumberParseException.TOO_LONG else "too short"
-        return None, None, None, f"'{text}' is not a valid phone number{where} ({size})"
-    code = number.country_code or 0
-    national = str(phonenumbers.national_significant_number(number))
-    if phonenumbers.is_valid_number(number):
-        country = phonenumbers.region_code_for_number(number) or (
-            phonenumbers.region_code_for_country_code(code)
-        )
-        return national, country, f"+{code}", None
-    home = region_info(region)
-    as_national = (
-        home is not None and home.calling == str(code) and not _international(text, region)
-    )
-    if as_national and region:
-        return None, None, None, _national_reason(text, national, region, where, origin, unknown)
-    target = phonenumbers.region_code_for_country_code(code)
-    reason = f"'{text}' is not a valid phone number for {target}"
-    return None, None, None, f"{reason} ({_why_invalid(national, target)})"
-
-
-def _national_reason(
-    text: str, national: str, region: str, where: str, origin: str | None, unknown: str | None
-) -> str:
-    """The reason for a number written without its country code that ``region`` refuses."""
-    reason = f"'{text}' is not a valid phone number for {region}{where}"
-    reason += f" ({_why_invalid(national, region)})"
-    if unknown is not None:
-        return reason + (
-            "; write the row's country as an ISO code (FR) or English name (France), "
-            "or the number with its +country code"
-        )
-    if origin:
-        return (
-            reason + "; check the number and the row's country, or write it with its +country code"
-        )
-    return f"{reason}; {FIX_HINT}"
-
-
-def _international(text: str, region: str | None) -> bool:
-    """Whether ``text`` is written with a +country code or ``region``'s international prefix."""
-    cleaned = re.sub(r"[\s().\-/\u00a0]", "", text)
-    meta = phonenumbers.PhoneMetadata.metadata_for_region(region or "")
-    idd = meta.international_prefix if meta is not None else None
-    return cleaned.startswith("+") or bool(idd and re.match(idd, cleaned))
-
-
-# --------------------------------------------------------------------------- columns
-
-
-def to_phone(
-    raw: pl.Series,
-    country: str | None,
-    countries: pl.Series | None = None,
-    origin: str | None = None,
-) -> tuple[pl.Series, pl.Series]:
-    """Phone numbers -> (struct of number / country / calling code, error).
-
-    ``countries`` (a per-row country text, ISO code or English name) is read before
-    ``country``; ``origin`` names that column in reasons.
-    """
-    n = raw.len()
-    home, unknown = row_countries(countries, country, n)
-    fast = fast_phones(raw, home)
-    from_column = (
-        pl.select(pl.when(countries.is_not_null() & unknown.is_null()).then(countries))
-        .to_series()
-        .cast(pl.String)
-        if countries is not None
-        else pl.Series([None] * n, dtype=pl.String)
-    )
-    frame = pl.DataFrame(
-        {"raw": raw, "home": home, "unknown": unknown, "from": from_column, "ok": fast["ok"]}
-    )
-    slow = (
-        frame.filter(pl.col("raw").is_not_null() & ~pl.col("ok"))
-        .select("raw", "home", "unknown", "from")
-        .unique()
-    )
-    parsed = [
-        parse_one(r, h, f"{origin} {f!r}" if origin and f else None, u)
-        for r, h, u, f in slow.iter_rows()
-    ]
-    table = slow.with_columns(
-        pl.Series("n", [p[0] for p in parsed], dtype=pl.String),
-        pl.Series("c", [p[1] for p in parsed], dtype=pl.String),
-        pl.Series("k", [p[2] for p in parsed], dtype=pl.String),
-        pl.Series("e", [p[3] for p in parsed], dtype=pl.String),
-    )
-    joined = frame.join(
-        table,
-        on=["raw", "home", "unknown", "from"],
-        how="left",
-        nulls_equal=True,
-        maintain_order="left",
-    )
-    ok = fast["ok"]
-    number = pl.select(pl.when(ok).then(fast["n"]).otherwise(joined["n"])).to_series()
-    region = pl.select(pl.when(ok).then(fast["c"]).otherwise(joined["c"])).to_series()
-    calling = pl.select(pl.when(ok).then(fast["k"]).otherwise(joined["k"])).to_series()
-    value = pl.select(
-        pl.when(number.is_not_null()).then(
-            pl.struct(
-                number.alias("primaryPhoneNumber"),
-                region.alias("primaryPhoneCountryCode"),
-                calling.alias("primaryPhoneCallingCode"),
-            )
-        )
-    ).to_series()
-    error = pl.select(pl.when(~ok).then(joined["e"])).to_series()
-    return value, error
-
-
-def to_phone_list(
-    raw: pl.Series,
-    sep: str,
-    country: str | None,
-    countries: pl.Series | None = None,
-    origin: str | None = None,
-) -> tuple[pl.Series, pl.Series]:
-    """A cell of several numbers -> (list of {number, countryCode, callingCode}, error).
-
-    Any bad item fails the cell, with that item's reason.
-    """
-    n = raw.len()
-    items = (
-        raw.str.split(sep)
-        .list.eval(pl.element().str.strip_chars())
-        .list.eval(pl.element().filter(pl.element() != ""))
-    )
-    counts = items.list.len().fill_null(0)
-    flat = items.explode()
-    repeat = pl.int_range(n, eager=True).repeat_by(counts.clip(1)).explode()
-    per_item = countries.gather(repeat) if countries is not None else None
-    value, error = to_phone(flat, country, per_item, origin)
-    extra = value.struct.rename_fields(["number", "countryCode", "callingCode"])
-    grouped = (
-        pl.DataFrame({"i": repeat, "v": extra, "e": error})
-        .group_by("i", maintain_order=True)
-        .agg(pl.col("v").drop_nulls(), pl.col("e").drop_nulls().first())
-    )
-    lists = pl.select(pl.when(grouped["v"].list.len() > 0).then(grouped["v"])).to_series()
-    return lists, grouped["e"]
