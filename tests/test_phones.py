@@ -13,7 +13,6 @@ import polars as pl
 import pytest
 
 from pipeline import phones
-from pipeline.client import TwentyClient
 from pipeline.config import Rate, Secret
 from pipeline.errors import MappingError
 from pipeline.mapping import check_mapping, load_mapping, parse_mapping
@@ -22,6 +21,7 @@ from pipeline.phones import country_code, fast_phones
 from pipeline.runner import import_file
 from pipeline.sandbox import Sandbox, SandboxOptions
 from pipeline.standard import standard_schema
+from pipeline.twenty import TwentyClient
 
 SCHEMA = standard_schema()
 COLUMNS = [
