@@ -24,10 +24,10 @@ from pathlib import Path
 
 import httpx
 
-from pipeline.client import TwentyClient
 from pipeline.config import Rate, Secret
 from pipeline.mapping import load_mapping
 from pipeline.runner import import_file
+from pipeline.twenty import TwentyClient
 
 
 def serve(db: Path, rate: str, latency: str) -> tuple[subprocess.Popen[str], str, str]:

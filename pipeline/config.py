@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, cast
 from urllib.parse import urlsplit
@@ -180,41 +180,158 @@ DEFAULT_RATE = Rate(100, 60.0)
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything a run needs to know, read once and never changed.
+class Workspace:
+    """One side of a connection: which Twenty workspace, with which key, at what pace.
+
+    A value, so that a command can hold two (a migration reads one workspace and
+    writes another), each opened with its own client, connection pool and pacing
+    (:func:`pipeline.workspace.open_workspace`).
 
     Attributes:
-        api_url: base URL of the workspace (``https://crm.example.com``), or None with a sandbox.
-        api_key: the API key, or None with a sandbox (which uses its own key).
-        api_key_source: where the key came from, safe to print.
+        url: base URL of the workspace (``https://crm.example.com``), or None with a sandbox.
+        key: the API key, or None with a sandbox (which uses its own key).
+        key_source: where the key came from, safe to print.
         sandbox: path of the local sandbox workspace database, when running against it.
         api: flavour used for writes.
         rate: the workspace's call budget.
-        batch_size: records per write call (1-200).
         concurrency: requests in flight at once.
-        state_dir: folder of checkpoints, ledgers and reports.
-        quiet: no progress bars.
-        log_format: ``text`` or ``json`` log lines on stderr.
         allow_insecure: plain ``http://`` to a host that is not loopback is allowed.
         timeout: seconds httpx waits to connect, and for each read or write.
         call_deadline: seconds one whole call may take, body included (a server that
             trickles its answer never trips the per-read ``timeout``).
     """
 
-    api_url: str | None = None
-    api_key: Secret | None = None
-    api_key_source: str | None = None
+    url: str | None = None
+    key: Secret | None = None
+    key_source: str | None = None
     sandbox: Path | None = None
     api: ApiFlavour = "graphql"
     rate: Rate = DEFAULT_RATE
-    batch_size: int = DEFAULT_BATCH_SIZE
     concurrency: int = 4
-    state_dir: Path = DEFAULT_STATE_DIR
-    quiet: bool = False
-    log_format: LogFormat = "text"
     allow_insecure: bool = False
     timeout: float = DEFAULT_TIMEOUT
     call_deadline: float = DEFAULT_CALL_DEADLINE
+
+
+_NOT_GIVEN = Workspace()
+
+
+@dataclass(frozen=True, init=False)
+class Settings:
+    """Everything a run needs to know, read once and never changed.
+
+    Attributes:
+        workspace: the workspace the run talks to.
+        batch_size: records per write call (1-200).
+        state_dir: folder of checkpoints, ledgers and reports.
+        quiet: no progress bars.
+        log_format: ``text`` or ``json`` log lines on stderr.
+
+    The workspace's attributes are also readable under their former names
+    (``api_url``, ``api_key``, ``api_key_source``, ``sandbox``, ``api``, ``rate``,
+    ``concurrency``, ``allow_insecure``, ``timeout``, ``call_deadline``), and the
+    constructor still takes them instead of ``workspace``, until every caller
+    reads ``settings.workspace``.
+    """
+
+    workspace: Workspace
+    batch_size: int
+    state_dir: Path
+    quiet: bool
+    log_format: LogFormat
+
+    def __init__(
+        self,
+        workspace: Workspace | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        state_dir: Path = DEFAULT_STATE_DIR,
+        quiet: bool = False,
+        log_format: LogFormat = "text",
+        api_url: str | None = None,
+        api_key: Secret | None = None,
+        api_key_source: str | None = None,
+        sandbox: Path | None = None,
+        api: ApiFlavour | None = None,
+        rate: Rate | None = None,
+        concurrency: int | None = None,
+        allow_insecure: bool | None = None,
+        timeout: float | None = None,
+        call_deadline: float | None = None,
+    ) -> None:
+        former = (api_url, api_key, api_key_source, sandbox, api, rate, concurrency)
+        former_too = (allow_insecure, timeout, call_deadline)
+        if workspace is not None and any(v is not None for v in former + former_too):
+            raise TypeError("Settings takes a workspace or its attributes, not both")
+        if workspace is None:
+            default = _NOT_GIVEN
+            workspace = Workspace(
+                url=api_url,
+                key=api_key,
+                key_source=api_key_source,
+                sandbox=sandbox,
+                api=default.api if api is None else api,
+                rate=default.rate if rate is None else rate,
+                concurrency=default.concurrency if concurrency is None else concurrency,
+                allow_insecure=bool(allow_insecure),
+                timeout=default.timeout if timeout is None else timeout,
+                call_deadline=default.call_deadline if call_deadline is None else call_deadline,
+            )
+        object.__setattr__(self, "workspace", workspace)
+        object.__setattr__(self, "batch_size", batch_size)
+        object.__setattr__(self, "state_dir", state_dir)
+        object.__setattr__(self, "quiet", quiet)
+        object.__setattr__(self, "log_format", log_format)
+
+    @property
+    def api_url(self) -> str | None:
+        """``workspace.url``."""
+        return self.workspace.url
+
+    @property
+    def api_key(self) -> Secret | None:
+        """``workspace.key``."""
+        return self.workspace.key
+
+    @property
+    def api_key_source(self) -> str | None:
+        """``workspace.key_source``."""
+        return self.workspace.key_source
+
+    @property
+    def sandbox(self) -> Path | None:
+        """``workspace.sandbox``."""
+        return self.workspace.sandbox
+
+    @property
+    def api(self) -> ApiFlavour:
+        """``workspace.api``."""
+        return self.workspace.api
+
+    @property
+    def rate(self) -> Rate:
+        """``workspace.rate``."""
+        return self.workspace.rate
+
+    @property
+    def concurrency(self) -> int:
+        """``workspace.concurrency``."""
+        return self.workspace.concurrency
+
+    @property
+    def allow_insecure(self) -> bool:
+        """``workspace.allow_insecure``."""
+        return self.workspace.allow_insecure
+
+    @property
+    def timeout(self) -> float:
+        """``workspace.timeout``."""
+        return self.workspace.timeout
+
+    @property
+    def call_deadline(self) -> float:
+        """``workspace.call_deadline``."""
+        return self.workspace.call_deadline
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -367,17 +484,50 @@ def build_settings(
         MAX_BATCH_SIZE,
         problems,
     )
-    concurrency = _int_in_range(
-        _pick("concurrency", flags, env, "TWENTY_CONCURRENCY"), 4, 1, 64, problems
+    pace = Workspace(
+        api=cast(ApiFlavour, api),
+        concurrency=_int_in_range(
+            _pick("concurrency", flags, env, "TWENTY_CONCURRENCY"), 4, 1, 64, problems
+        ),
+        rate=_rate(flags, env, problems),
     )
-    rate = DEFAULT_RATE
-    rate_raw = _pick("rate", flags, env, "TWENTY_RATE")
-    if rate_raw is not None:
-        try:
-            rate = Rate.parse(str(rate_raw[0]))
-        except ValueError as exc:
-            problems.append(f"{rate_raw[1]}: {exc}")
+    workspace = _workspace(flags, env, state_dir, pace, problems, need_workspace=need_workspace)
+    if problems:
+        raise ConfigError(problems)
+    return Settings(
+        workspace,
+        batch_size=batch_size,
+        state_dir=state_dir,
+        quiet=bool(flags.get("quiet")),
+        log_format=cast(LogFormat, log_format),
+    )
 
+
+def _rate(flags: Mapping[str, object], env: Mapping[str, str], problems: list[str]) -> Rate:
+    rate_raw = _pick("rate", flags, env, "TWENTY_RATE")
+    if rate_raw is None:
+        return DEFAULT_RATE
+    try:
+        return Rate.parse(str(rate_raw[0]))
+    except ValueError as exc:
+        problems.append(f"{rate_raw[1]}: {exc}")
+        return DEFAULT_RATE
+
+
+def _workspace(
+    flags: Mapping[str, object],
+    env: Mapping[str, str],
+    state_dir: Path,
+    pace: Workspace,
+    problems: list[str],
+    *,
+    need_workspace: bool,
+) -> Workspace:
+    """The workspace the flags and environment name: a URL and key, or a sandbox.
+
+    ``pace`` carries the flavour, rate and concurrency already read; the result is
+    ``pace`` with where to connect and how to authenticate filled in.
+    """
     sandbox, sandbox_source = _sandbox_path(flags, env, state_dir, problems)
     allow_insecure = _flag(_pick("allow_insecure", flags, env, "TWENTY_ALLOW_INSECURE"), problems)
     url_raw = _pick("api_url", flags, env, "TWENTY_API_URL")
@@ -405,55 +555,69 @@ def build_settings(
 
     api_key: Secret | None = None
     key_source: str | None = None
-    key_problems: list[str] = []
     if sandbox is None and sandbox_source is None:
-        flag_key = flags.get("api_key")
-        env_key = env.get("TWENTY_API_KEY") or None
-        key_file = env.get("TWENTY_API_KEY_FILE") or None
-        if flag_key is not None:
-            key_source = "--api-key"
-            api_key = _checked_key(str(flag_key).strip(), key_source, key_problems)
-        elif env_key and key_file:
-            problems.append(
-                "both TWENTY_API_KEY and TWENTY_API_KEY_FILE are set: unset one of them"
-            )
-        elif env_key:
-            key_source = "TWENTY_API_KEY"
-            api_key = _checked_key(env_key.strip(), key_source, key_problems)
-        elif key_file:
-            api_key = _read_key_file(key_file, key_problems)
-            key_source = f"TWENTY_API_KEY_FILE ({key_file})"
-        if need_workspace and api_url is None and url_raw is None:
-            problems.append(
-                "no workspace: set TWENTY_API_URL (or --api-url) to your Twenty server, "
-                "or use --sandbox (TWENTY_SANDBOX=1) to work on a local sandbox workspace"
-            )
-        if need_workspace:
-            problems.extend(key_problems)  # a command that never calls the API ignores the key
-        if (
-            need_workspace
-            and api_key is None
-            and not key_problems
-            and not any("TWENTY_API_KEY" in p for p in problems)
-        ):
-            problems.append(
-                "no API key: set TWENTY_API_KEY, or TWENTY_API_KEY_FILE to a file holding it "
-                "(create one in Twenty under Settings > APIs & Webhooks)"
-            )
-
-    if problems:
-        raise ConfigError(problems)
-    return Settings(
-        api_url=api_url,
-        api_key=api_key,
-        api_key_source=key_source,
+        api_key, key_source = _workspace_key(
+            flags,
+            env,
+            problems,
+            need_workspace=need_workspace,
+            url_missing=api_url is None and url_raw is None,
+        )
+    return replace(
+        pace,
+        url=api_url,
+        key=api_key,
+        key_source=key_source,
         sandbox=sandbox,
-        api=cast(ApiFlavour, api),
-        rate=rate,
-        batch_size=batch_size,
-        concurrency=concurrency,
-        state_dir=state_dir,
-        quiet=bool(flags.get("quiet")),
-        log_format=cast(LogFormat, log_format),
         allow_insecure=allow_insecure,
     )
+
+
+def _workspace_key(
+    flags: Mapping[str, object],
+    env: Mapping[str, str],
+    problems: list[str],
+    *,
+    need_workspace: bool,
+    url_missing: bool,
+) -> tuple[Secret | None, str | None]:
+    """The API key of a real workspace and where it came from (flag, variable, file).
+
+    Also reports a missing URL here, so that the problems keep the order users know:
+    the URL's before the key's.
+    """
+    api_key: Secret | None = None
+    key_source: str | None = None
+    key_problems: list[str] = []
+    flag_key = flags.get("api_key")
+    env_key = env.get("TWENTY_API_KEY") or None
+    key_file = env.get("TWENTY_API_KEY_FILE") or None
+    if flag_key is not None:
+        key_source = "--api-key"
+        api_key = _checked_key(str(flag_key).strip(), key_source, key_problems)
+    elif env_key and key_file:
+        problems.append("both TWENTY_API_KEY and TWENTY_API_KEY_FILE are set: unset one of them")
+    elif env_key:
+        key_source = "TWENTY_API_KEY"
+        api_key = _checked_key(env_key.strip(), key_source, key_problems)
+    elif key_file:
+        api_key = _read_key_file(key_file, key_problems)
+        key_source = f"TWENTY_API_KEY_FILE ({key_file})"
+    if need_workspace and url_missing:
+        problems.append(
+            "no workspace: set TWENTY_API_URL (or --api-url) to your Twenty server, "
+            "or use --sandbox (TWENTY_SANDBOX=1) to work on a local sandbox workspace"
+        )
+    if need_workspace:
+        problems.extend(key_problems)  # a command that never calls the API ignores the key
+    if (
+        need_workspace
+        and api_key is None
+        and not key_problems
+        and not any("TWENTY_API_KEY" in p for p in problems)
+    ):
+        problems.append(
+            "no API key: set TWENTY_API_KEY, or TWENTY_API_KEY_FILE to a file holding it "
+            "(create one in Twenty under Settings > APIs & Webhooks)"
+        )
+    return api_key, key_source

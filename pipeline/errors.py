@@ -17,6 +17,7 @@
     │   │   ├── NotFoundError         404, unknown object or route
     │   │   ├── RequestRejectedError  the request itself is wrong (GraphQL validation,
     │   │   │                         unknown field): every batch would fail alike
+    │   │   ├── UpsertIgnoredError    the server ignores ?upsert=true on REST batch calls
     │   │   └── TlsError              the server's TLS certificate cannot be verified
     │   └── BatchRejectedError        Twenty refused this batch's data: isolate the bad
     │       │                         records, reject them, load the rest
@@ -33,6 +34,7 @@ row number, stage and reason, and ends in rejects.csv.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 Stage = Literal["read", "normalize", "load", "export"]
@@ -94,16 +96,77 @@ class ApiError(PipelineError):
         method: str | None = None,
         path: str | None = None,
         server_message: str | None = None,
+        advice: SettingAdvice | None = None,
     ) -> None:
         super().__init__(message)
+        self.message = message
+        """What happened, without advice: the text a caller that words its own advice shows."""
         self.status_code = status_code
         self.method = method
         self.path = path
         self.server_message = server_message
+        self.advice = advice
+        """The setting that gets past this error, when one does (see :class:`SettingAdvice`)."""
+
+    def __str__(self) -> str:
+        if self.advice is None:
+            return self.message
+        return f"{self.message}; {self.advice.wording()}"
+
+
+@dataclass(frozen=True)
+class SettingAdvice:
+    """A setting the user can change to get past an error, as data rather than prose.
+
+    The library knows *which* setting helps (``api`` = ``graphql``) and whether it
+    certainly does; how a setting is spelled on a command line is the CLI's business,
+    so a front end reads ``setting`` and ``value`` and words its own advice after
+    :attr:`ApiError.message`. :meth:`wording` is the default spelling (the flag the
+    CLI derives from the setting name), used by ``str(error)`` for library callers.
+
+    Attributes:
+        setting: the :class:`~pipeline.config.Settings` attribute (``api``).
+        value: the value that helps (``graphql``).
+        certain: True when the change fixes the error ("run again with ..."), False
+            when it may ("try ...").
+    """
+
+    setting: str
+    value: str
+    certain: bool = True
+
+    @property
+    def flag(self) -> str:
+        """The command-line spelling of :attr:`setting` (``api`` -> ``--api``)."""
+        return "--" + self.setting.replace("_", "-")
+
+    def wording(self) -> str:
+        """The default advice text: ``run again with --api graphql``, ``try --api graphql``."""
+        action = "run again with" if self.certain else "try"
+        return f"{action} {self.flag} {self.value}"
+
+
+USE_GRAPHQL_WRITES = SettingAdvice("api", "graphql")
+"""Write through GraphQL: the fix when a server ignores ``?upsert=true`` on REST."""
+
+MAYBE_USE_GRAPHQL_WRITES = SettingAdvice("api", "graphql", certain=False)
+"""Write through GraphQL: what may help when a REST upsert meets a duplicate entry."""
 
 
 class RetriableApiError(ApiError):
-    """A passing failure: back off and retry the same call."""
+    """A passing failure: back off and retry the same call.
+
+    ``attempts`` is set when the client gives up on the call after that many tries;
+    ``str(error)`` then says so, so the user knows the retries already happened.
+    """
+
+    attempts: int | None = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.attempts is None:
+            return text
+        return f"{text} (gave up after {self.attempts} attempts)"
 
 
 class RateLimitedError(RetriableApiError):
@@ -160,6 +223,15 @@ class RequestRejectedError(FatalApiError):
     field the workspace does not have: every batch would fail the same way, so the
     run stops at the first one (checkpoint kept) instead of bisecting to single
     records. ``server_message`` holds Twenty's message.
+    """
+
+
+class UpsertIgnoredError(FatalApiError):
+    """The server ignores ``?upsert=true`` on REST batch calls (older Twenty releases).
+
+    It answers "Record already exists" for a known id, or a unique violation for a
+    known key, so every record that already exists would fail the same way: the run
+    stops. ``advice`` is :data:`USE_GRAPHQL_WRITES`.
     """
 
 

@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 import yaml
 
-from pipeline.client import TwentyClient
 from pipeline.errors import (
     EXIT_FAILED,
     EXIT_REJECTED,
@@ -39,6 +38,7 @@ from pipeline.reports import ImportReport, LoadProgress, StartHook, TotalHook
 from pipeline.runner import import_file
 from pipeline.schema import WorkspaceSchema, load_schema
 from pipeline.state import STORE_NAME, StateStore
+from pipeline.twenty import TwentyClient
 
 JOB_KEYS = {"version", "name", "steps", "incremental", "delete_missing"}
 STEP_KEYS = {"mapping", "source", "name"}

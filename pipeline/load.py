@@ -16,7 +16,6 @@ from typing import Any, Literal, TypeAlias
 
 import polars as pl
 
-from pipeline.client import PAGE_SIZE, TwentyClient
 from pipeline.errors import BatchRejectedError, BatchTooLargeError, UnconfirmedWriteError
 from pipeline.mapping import FieldSpec
 from pipeline.normalize import KEY, KEY_SEPARATOR, LOOKUP_PREFIX, Plan, to_payloads
@@ -24,6 +23,7 @@ from pipeline.rejected_targets import rejected_targets
 from pipeline.schema import ObjectSchema
 from pipeline.sources import ROW
 from pipeline.state import Outcome, RowOutcome, StateStore, content_hash
+from pipeline.twenty import PAGE_SIZE, TwentyClient
 
 OnDeleted = Literal["restore", "skip", "reject"]
 KnownIds: TypeAlias = Mapping[tuple[str, str], Mapping[str, str]]

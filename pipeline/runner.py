@@ -17,7 +17,6 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.client import TwentyClient
 from pipeline.errors import EXIT_REJECTED, InputError, LedgerMismatch, StateError
 from pipeline.ledgers import RejectsWriter, unpublish, write_ledgers, write_report
 from pipeline.load import Batch, KnownIds, Loader, OnDeleted, batches_of, sync_hashes
@@ -45,6 +44,7 @@ from pipeline.state import (
     StateStore,
     set_aside,
 )
+from pipeline.twenty import TwentyClient
 
 log = logging.getLogger("pipeline.runner")
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from rapidfuzz import fuzz, process
 
-from pipeline.client import ObjectNames, TwentyClient
 from pipeline.errors import FatalApiError
+from pipeline.twenty import ObjectNames, TwentyClient
 
 # Sub-fields of Twenty's composite types (twenty-shared composite-types/*.composite-type.ts).
 COMPOSITE_SUBFIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(

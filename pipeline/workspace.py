@@ -1,4 +1,4 @@
-"""Open the workspace a run talks to: a real Twenty server, or the local sandbox."""
+"""Open a workspace a run talks to: a real Twenty server, or the local sandbox."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from pipeline.client import TwentyClient
-from pipeline.config import Secret, Settings
+from pipeline.config import Secret, Settings, Workspace
 from pipeline.errors import ConfigError
+from pipeline.twenty import TwentyClient
 
 if TYPE_CHECKING:
     from pipeline.sandbox import Sandbox
@@ -21,26 +21,36 @@ SANDBOX_BASE_URL = "http://sandbox.local"
 
 
 @asynccontextmanager
-async def open_workspace(settings: Settings) -> AsyncIterator[TwentyClient]:
-    """Yield one :class:`TwentyClient` for the whole run and close it afterwards.
+async def open_workspace(
+    workspace: Workspace | Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[TwentyClient]:
+    """Yield one :class:`TwentyClient` for ``workspace`` and close it afterwards.
 
-    With ``settings.sandbox`` the client talks to an in-process sandbox stored at
+    With ``workspace.sandbox`` the client talks to an in-process sandbox stored at
     that path (created and seeded with Twenty's standard objects on first use),
-    through ``httpx.ASGITransport``: same client, same pacing, no socket.
+    through ``httpx.ASGITransport``: same client, same pacing, no socket. Each call
+    opens its own client, pool and pacer, so two workspaces (a migration's source
+    and target) can be open at once without sharing a call budget. ``transport``
+    replaces the network of a real workspace (tests). :class:`Settings` is taken
+    too, for its ``workspace``, until every caller passes the workspace itself.
     """
-    if settings.sandbox is None:
-        async with TwentyClient.from_settings(settings) as client:
+    if isinstance(workspace, Settings):
+        workspace = workspace.workspace
+    if workspace.sandbox is None:
+        async with TwentyClient.for_workspace(workspace, transport=transport) as client:
             yield client
         return
-    sandbox = open_sandbox(settings.sandbox)
+    sandbox = open_sandbox(workspace.sandbox)
     try:
         async with TwentyClient(
             base_url=SANDBOX_BASE_URL,
             api_key=Secret(sandbox.api_key),
-            key_source=f"the sandbox at {settings.sandbox}",
-            rate=settings.rate,
-            concurrency=settings.concurrency,
-            api=settings.api,
+            key_source=f"the sandbox at {workspace.sandbox}",
+            rate=workspace.rate,
+            concurrency=workspace.concurrency,
+            api=workspace.api,
             transport=httpx.ASGITransport(app=sandbox.app),
         ) as client:
             yield client

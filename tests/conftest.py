@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.client import TwentyClient
 from pipeline.config import Rate, Secret
+from pipeline.twenty import TwentyClient
 
 FAST_RATE = Rate(1000, 1.0)  # 1 ms between calls: pacing stays real but tests stay quick
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from pipeline import errors
-from pipeline.client import ObjectNames, Pacer, TwentyClient, map_httpx_errors
 from pipeline.config import Rate, Secret, Settings
+from pipeline.twenty import ObjectNames, Pacer, TwentyClient, map_httpx_errors
 
 PEOPLE = ObjectNames("person", "people")
 Handler = Callable[[httpx.Request], httpx.Response]

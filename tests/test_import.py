@@ -15,12 +15,12 @@ import httpx
 import pytest
 
 from pipeline import load as load_module
-from pipeline.client import TwentyClient
 from pipeline.config import Rate, Secret
 from pipeline.errors import FatalApiError, InputError
 from pipeline.mapping import load_mapping
 from pipeline.runner import ImportReport, import_file
 from pipeline.sandbox import Sandbox, SandboxOptions
+from pipeline.twenty import TwentyClient
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,11 +14,11 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import cli
-from pipeline.client import TwentyClient
 from pipeline.config import Rate, Secret
 from pipeline.errors import MappingError
 from pipeline.jobs import JobReport, load_job, run_job
 from pipeline.sandbox import Sandbox
+from pipeline.twenty import TwentyClient
 from tests.test_import import project, sandbox
 from tests.test_sync import rest
 

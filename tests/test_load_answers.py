@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.client import TwentyClient
 from pipeline.config import Rate, Secret
 from pipeline.errors import RequestRejectedError, UnconfirmedWriteError
 from pipeline.mapping import load_mapping
 from pipeline.runner import ImportReport, import_file
 from pipeline.sandbox import Sandbox, SandboxOptions
+from pipeline.twenty import TwentyClient
 
 ROWS = 120
 Rewrite = Callable[[httpx.Request, Any], httpx.Response | None]

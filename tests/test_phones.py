@@ -12,7 +12,6 @@ import phonenumbers
 import polars as pl
 import pytest
 
-from pipeline.client import TwentyClient
 from pipeline.config import Rate, Secret
 from pipeline.errors import MappingError
 from pipeline.fields import phone_plans as phones
@@ -22,6 +21,7 @@ from pipeline.normalize import Normalized, make_plan, normalize
 from pipeline.runner import import_file
 from pipeline.sandbox import Sandbox, SandboxOptions
 from pipeline.standard import standard_schema
+from pipeline.twenty import TwentyClient
 
 SCHEMA = standard_schema()
 COLUMNS = [

@@ -20,7 +20,6 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import cli
-from pipeline.client import TwentyClient
 from pipeline.config import Rate, Secret
 from pipeline.errors import FatalApiError, InputError, StateError
 from pipeline.lock import StateLocked, state_lock
@@ -28,6 +27,7 @@ from pipeline.mapping import load_mapping
 from pipeline.runner import import_file, state_folder
 from pipeline.sandbox import Sandbox
 from pipeline.state import StateStore
+from pipeline.twenty import TwentyClient
 from tests.test_import import client_for, ledger, project, run_import, sandbox
 
 __all__ = ["project", "sandbox"]  # fixtures shared with test_import

@@ -12,12 +12,12 @@ from typing import Any
 
 import httpx
 
-from pipeline.client import TwentyClient
 from pipeline.config import Rate, Secret
 from pipeline.mapping import load_mapping
 from pipeline.reports import ImportReport
 from pipeline.runner import import_file
 from pipeline.sandbox import Sandbox
+from pipeline.twenty import TwentyClient
 from tests.test_import import project, sandbox
 from tests.test_state import interrupted_import, many_mapping
 

@@ -181,9 +181,9 @@ async def test_buckets_are_per_workspace_not_per_key(make_sandbox: Any) -> None:
 
 async def test_client_paced_at_the_rate_never_meets_a_429(make_sandbox: Any) -> None:
     """The product's client against the sandbox bucket on the real clock."""
-    from pipeline.client import ObjectNames, TwentyClient
     from pipeline.config import Rate, Secret
     from pipeline.sandbox import Sandbox, SandboxOptions
+    from pipeline.twenty import ObjectNames, TwentyClient
 
     sandbox = Sandbox(":memory:", SandboxOptions(rate_limit=10, rate_window_ms=1000))
     notes = ObjectNames("note", "notes")

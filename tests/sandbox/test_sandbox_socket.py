@@ -14,9 +14,9 @@ from collections.abc import Callable
 import pytest
 
 from pipeline import errors
-from pipeline.client import ObjectNames, TwentyClient
 from pipeline.config import Rate, Secret
 from pipeline.schema import load_schema
+from pipeline.twenty import ObjectNames, TwentyClient
 from tests.conftest import Served
 
 PEOPLE = ObjectNames("person", "people")

@@ -1,0 +1,42 @@
+"""Workspace metadata: the objects and fields a workspace defines (twenty-api.md §8).
+
+Metadata calls are not paced (Twenty does not count them against the workspace
+bucket); they page through the same paginator as record lists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.twenty.answers import single_list
+from pipeline.twenty.names import Record
+from pipeline.twenty.paginate import PAGE_SIZE, Page, collect, page_of, paginate
+from pipeline.twenty.session import Session
+
+OBJECTS_PATH = "/rest/metadata/objects"
+FIELDS_PATH = "/rest/metadata/fields"
+
+
+class Metadata:
+    """The data model of one workspace, read through its session."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    async def objects(self) -> list[Record]:
+        """Every object of the workspace (with ``fields`` when the server embeds them)."""
+        return await self._list(OBJECTS_PATH)
+
+    async def fields(self) -> list[Record]:
+        """Every field of the workspace, each with its ``objectMetadataId``."""
+        return await self._list(FIELDS_PATH)
+
+    async def _list(self, path: str) -> list[Record]:
+        async def fetch(cursor: str | None) -> Page:
+            params: dict[str, Any] = {"limit": PAGE_SIZE}
+            if cursor:
+                params["starting_after"] = cursor
+            body = await self.session.request("metadata", "GET", path, params=params)
+            return page_of(single_list(body.get("data"), what=f"GET {path}"), body)
+
+        return await collect(paginate(fetch, what=f"GET {path}"))
