@@ -266,13 +266,17 @@ async def run_job(
     restart: bool = False,
     incremental: bool = False,
     hooks: JobHooks | None = None,
+    wait: float = 0.0,
 ) -> JobReport:
-    """Run every step of ``job`` in dependency order; see the module docstring."""
+    """Run every step of ``job`` in dependency order; see the module docstring.
+
+    One run of a job at a time: ``wait`` seconds for another run to finish first.
+    """
     started = time.monotonic()
     folder = state_dir / job.name
     hooks = hooks or JobHooks()
     report = JobReport(job=str(job.path), name=job.name, state_dir=str(folder))
-    with state_lock(folder, f"the job {job.path}"):
+    with state_lock(folder, f"the job {job.path}", wait=wait):
         schema = await load_schema(client)
         ordered, needs = step_order(job, schema)
         known: dict[tuple[str, str], dict[str, str]] = {}

@@ -221,10 +221,12 @@ async def import_file(
     folder: Path | None = None,
     schema: WorkspaceSchema | None = None,
     known_ids: KnownIds | None = None,
+    wait: float = 0.0,
 ) -> ImportReport:
     """Import (or resume importing) ``source`` with ``mapping`` into the workspace.
 
-    One run at a time per state folder (see :mod:`pipeline.lock`). ``incremental``
+    One run at a time per state folder (see :mod:`pipeline.lock`; ``wait`` seconds
+    for another to finish). ``incremental``
     leaves out of the batches every row whose record Twenty confirmed, under the same
     mapping, with the same content in an earlier run (outcome ``unchanged``).
 
@@ -237,7 +239,7 @@ async def import_file(
     folder = folder or state_folder(state_dir, mapping)
     with (
         open_source(path, mapping.source, chunk_size=chunk_size) as reader,
-        state_lock(folder, f"an import of {mapping.path}"),
+        state_lock(folder, f"an import of {mapping.path}", wait=wait),
     ):
         _claim_folder(folder, mapping)
         store = open_store(folder, restart=restart)

@@ -145,6 +145,14 @@ def _print_validation(report: ValidationReport, offline: bool) -> None:
     help="Send only the rows that changed since Twenty last confirmed them under this "
     "mapping (the others count as unchanged): for nightly syncs of a full export.",
 )
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="SECONDS",
+    help="If another run holds this state folder, wait up to SECONDS for it to finish "
+    "(default: exit 1 at once).",
+)
 @click.option("--dry-run", is_flag=True, help="Only validate: read and normalize, zero writes.")
 @workspace_options
 def import_(
@@ -153,6 +161,7 @@ def import_(
     restart: bool,
     on_deleted: str,
     incremental: bool,
+    wait: float,
     dry_run: bool,
     **flags: Any,
 ) -> None:
@@ -201,6 +210,7 @@ def import_(
                     restart=restart,
                     on_deleted=cast("OnDeleted", on_deleted),
                     incremental=incremental,
+                    wait=wait,
                 )
             )
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -264,6 +274,7 @@ async def _run_import(
     restart: bool,
     on_deleted: OnDeleted,
     incremental: bool,
+    wait: float,
 ) -> ImportReport:
     """One import on one client."""
     from pipeline.runner import import_file
@@ -280,6 +291,7 @@ async def _run_import(
                 on_deleted=on_deleted,
                 restart=restart,
                 incremental=incremental,
+                wait=wait,
                 progress=shown.progress,
                 on_start=shown.on_start,
                 on_total=shown.on_total,

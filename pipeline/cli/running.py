@@ -46,6 +46,14 @@ if TYPE_CHECKING:
     show_default=True,
     help="A row whose key matches a soft-deleted record: restore it, leave it, or reject it.",
 )
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="SECONDS",
+    help="If another run holds this state folder, wait up to SECONDS for it to finish "
+    "(default: exit 1 at once).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the job report as JSON.")
 @workspace_options
 def run(
@@ -53,6 +61,7 @@ def run(
     restart: bool,
     incremental: bool,
     on_deleted: str,
+    wait: float,
     as_json: bool,
     **flags: Any,
 ) -> None:
@@ -72,7 +81,9 @@ def run(
     shown = StepProgress(settings)
     try:
         report = run_async(
-            _run_job(job, settings, shown, restart, incremental, cast("OnDeleted", on_deleted))
+            _run_job(
+                job, settings, shown, restart, incremental, cast("OnDeleted", on_deleted), wait
+            )
         )
     except (KeyboardInterrupt, asyncio.CancelledError):
         raise Interrupted(
@@ -125,6 +136,7 @@ async def _run_job(
     restart: bool,
     incremental: bool,
     on_deleted: OnDeleted,
+    wait: float,
 ) -> JobReport:
     from pipeline.jobs import JobHooks, run_job
 
@@ -146,6 +158,7 @@ async def _run_job(
                 restart=restart,
                 incremental=incremental,
                 hooks=hooks,
+                wait=wait,
             )
         )
 
