@@ -30,6 +30,7 @@ from pipeline.errors import (
     PipelineError,
     StateError,
 )
+from pipeline.events import emit
 from pipeline.load import OnDeleted
 from pipeline.lock import state_lock
 from pipeline.mapping import Mapping, load_mapping
@@ -286,10 +287,18 @@ async def run_job(
             if blocked:
                 why = f"skipped: step {blocked[0]} did not finish ({stopped[blocked[0]]})"
                 stopped[step.name] = "skipped"
-                report.steps.append(StepResult(step, "skipped", reason=why, exit_code=EXIT_FAILED))
+                _ended(job, report, StepResult(step, "skipped", reason=why, exit_code=EXIT_FAILED))
                 continue
             if hooks.on_step is not None:
                 hooks.on_step(step, position, len(ordered))
+            emit(
+                "step_start",
+                f"job {job.name}: step {step.name} starts",
+                job=job.name,
+                step=step.name,
+                position=position,
+                steps=len(ordered),
+            )
             try:
                 step_report = await import_file(
                     step.mapping,
@@ -312,17 +321,46 @@ async def run_job(
                 raise
             except PipelineError as exc:
                 stopped[step.name] = "failed"
-                report.steps.append(
-                    StepResult(step, "failed", reason=str(exc), exit_code=exc.exit_code)
+                _ended(
+                    job,
+                    report,
+                    StepResult(step, "failed", reason=str(exc), exit_code=exc.exit_code),
                 )
                 continue
-            report.steps.append(
-                StepResult(step, "finished", step_report, exit_code=step_report.exit_code)
+            _ended(
+                job,
+                report,
+                StepResult(step, "finished", step_report, exit_code=step_report.exit_code),
             )
             _remember_ids(known, step, step_report, schema)
     report.seconds = time.monotonic() - started
     _write_job_report(folder, report)
+    emit(
+        "job_end",
+        f"job {job.name}: {sum(s.status == 'finished' for s in report.steps)} of "
+        f"{len(report.steps)} steps finished",
+        job=job.name,
+        exit_code=report.exit_code,
+        seconds=round(report.seconds, 3),
+        finished=sum(s.status == "finished" for s in report.steps),
+        failed=sum(s.status == "failed" for s in report.steps),
+        skipped=sum(s.status == "skipped" for s in report.steps),
+    )
     return report
+
+
+def _ended(job: Job, report: JobReport, result: StepResult) -> None:
+    """Add a step's result to the report, and say so (a ``step_end`` event)."""
+    report.steps.append(result)
+    emit(
+        "step_end",
+        f"job {job.name}: step {result.step.name} {result.status}",
+        job=job.name,
+        step=result.step.name,
+        status=result.status,
+        exit_code=result.exit_code,
+        reason=result.reason,
+    )
 
 
 def _remember_ids(

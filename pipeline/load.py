@@ -10,6 +10,7 @@ are rejected with Twenty's own message and the rest still loads. Up to
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
@@ -17,6 +18,7 @@ from typing import Any, Literal, TypeAlias
 import polars as pl
 
 from pipeline.errors import BatchRejectedError, BatchTooLargeError, UnconfirmedWriteError
+from pipeline.events import emit
 from pipeline.mapping import FieldSpec
 from pipeline.normalize import KEY, KEY_SEPARATOR, LOOKUP_PREFIX, Plan, to_payloads
 from pipeline.rejected_targets import rejected_targets
@@ -392,6 +394,16 @@ class Loader:
         if sendable:
             outcomes.extend(await self._send(sendable))
         self.store.mark_done(batch.id, outcomes)
+        by_outcome: dict[str, int] = dict(Counter(str(o.outcome) for o in outcomes))
+        emit(
+            "batch",
+            f"batch {batch.id} of {self.plan.object.name_singular}: {len(items)} rows recorded",
+            object=self.plan.object.name_singular,
+            batch=batch.id,
+            rows=len(items),
+            sent=len(sendable),
+            outcomes=by_outcome,
+        )
         self.stats.batches += 1
         self.stats.rate_limited = self.client.stats.rate_limited
         if self.progress is not None:

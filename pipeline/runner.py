@@ -18,6 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.errors import EXIT_REJECTED, InputError, LedgerMismatch, StateError
+from pipeline.events import emit
 from pipeline.ledgers import RejectsWriter, unpublish, write_ledgers, write_report
 from pipeline.load import Batch, KnownIds, Loader, OnDeleted, batches_of, sync_hashes
 from pipeline.lock import state_lock
@@ -291,6 +292,25 @@ async def import_file(
         report.exit_code = EXIT_REJECTED if report.rejected else 0
         report.run_id = run.id
         write_report(folder, report, run.id)
+    emit(
+        "import_end",
+        f"import {mapping.name}: {report.rows_read} rows read, {report.loaded} loaded, "
+        f"{report.unchanged} unchanged, {report.rejected} rejected",
+        mapping=mapping.name,
+        object=report.object,
+        run=report.run_id,
+        rows_read=report.rows_read,
+        created=report.created,
+        updated=report.updated,
+        restored=report.restored,
+        unchanged=report.unchanged,
+        rejected=report.rejected,
+        resumed=report.resumed,
+        already_done=report.already_done,
+        calls=report.calls,
+        seconds=round(report.seconds, 3),
+        exit_code=report.exit_code,
+    )
     return report
 
 

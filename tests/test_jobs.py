@@ -292,3 +292,29 @@ async def test_one_mapping_twice_under_two_names_keeps_two_states(
         "bob@globex.com",
         "cy@acme.com",
     ]
+
+
+def test_json_logs_give_one_object_per_line_for_every_event(project: Path) -> None:
+    env = {
+        "TWENTY_STATE_DIR": str(project / "state"),
+        "TWENTY_SANDBOX": "1",
+        "TWENTY_LOG_FORMAT": "json",
+    }
+    result = CliRunner().invoke(cli, ["run", str(project / "mappings" / "demo-job.yaml")], env=env)
+    assert result.exit_code == 3, result.output
+    lines = [json.loads(line) for line in result.stderr.splitlines()]  # every line is JSON
+    events = [line.get("event") for line in lines]
+    assert events.count("step_start") == 3 and events.count("step_end") == 3
+    assert events.count("import_end") == 3 and events.count("batch") == 3
+    [job_end] = [line for line in lines if line.get("event") == "job_end"]
+    assert (job_end["exit_code"], job_end["finished"], job_end["failed"]) == (3, 3, 0)
+    ends = {line["mapping"]: line for line in lines if line.get("event") == "import_end"}
+    assert {m: (e["created"], e["rejected"]) for m, e in ends.items()} == {
+        "companies": (7, 4),
+        "people": (6, 6),
+        "opportunities": (4, 3),
+    }
+    batch = next(line for line in lines if line.get("event") == "batch")
+    assert (batch["object"], batch["rows"], batch["outcomes"]) == ("company", 7, {"created": 7})
+    notices = [line["message"] for line in lines if line.get("event") == "notice"]
+    assert notices[0].startswith("run demo: step companies: 4 rows rejected; see ")

@@ -76,22 +76,45 @@ class _RedactSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if any(s in message for s in self._secrets):
-            for secret in self._secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
+            record.msg, record.args = self._scrub(message), None
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            record.fields = {
+                k: self._scrub(v) if isinstance(v, str) else v for k, v in fields.items()
+            }
         return True
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
 
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per line; an event's name and fields are top-level keys."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "message": record.getMessage(),
-            }
-        )
+        line: dict[str, object] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        event = getattr(record, "event", None)
+        if event is not None:
+            line["event"] = event
+            fields = getattr(record, "fields", None)
+            if isinstance(fields, dict):
+                line.update({k: v for k, v in fields.items() if k not in line})
+        return json.dumps(line, ensure_ascii=False)
+
+
+def notice(settings: Settings, text: str) -> None:
+    """A line for the person or the log collector on stderr: plain, or a JSON record."""
+    if settings.log_format == "json":
+        logging.getLogger("pipeline.cli").warning(text, extra={"event": "notice", "fields": {}})
+    else:
+        click.echo(text, err=True)
 
 
 def setup_logging(settings: Settings) -> None:
@@ -105,7 +128,10 @@ def setup_logging(settings: Settings) -> None:
     handler.addFilter(_RedactSecrets(secrets))
     root = logging.getLogger("pipeline")
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if settings.quiet else logging.INFO)
+    if settings.quiet:
+        root.setLevel(logging.WARNING)
+    else:  # JSON lines carry every event (DEBUG records); text stays to what a person reads
+        root.setLevel(logging.DEBUG if settings.log_format == "json" else logging.INFO)
     root.propagate = False
 
 

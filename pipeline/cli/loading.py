@@ -12,6 +12,7 @@ import click
 from pipeline.cli.base import (
     cli,
     fetch_schema,
+    notice,
     progress_bar,
     run_async,
     settings_from,
@@ -81,7 +82,7 @@ def validate(
         _print_validation(report, offline)
     if report.rejected:
         where = f"; see {report.rejects_path}" if report.rejects_path else ""
-        click.echo(f"validate: {report.rejected:,} rows would be rejected{where}", err=True)
+        notice(settings, f"validate: {report.rejected:,} rows would be rejected{where}")
         raise click.exceptions.Exit(EXIT_REJECTED)
 
 
@@ -194,10 +195,10 @@ def import_(
     mapping = load_mapping(mapping_file)
     folder = state_folder(settings.state_dir, mapping)
     if folder.name != mapping.name:
-        click.echo(
+        notice(
+            settings,
             f"state folder {folder} (another mapping named {mapping.name!r} uses "
             f"{settings.state_dir / mapping.name})",
-            err=True,
         )
     with ImportProgress(settings, mapping.name) as shown:
         try:
@@ -221,9 +222,9 @@ def import_(
             ) from None
     print_import(report)
     if report.exit_code == EXIT_REJECTED:
-        click.echo(
+        notice(
+            settings,
             f"import {mapping.name}: {report.rejected:,} rows rejected; see {report.rejects_file}",
-            err=True,
         )
     if report.exit_code:
         raise click.exceptions.Exit(report.exit_code)
@@ -233,6 +234,7 @@ class ImportProgress:
     """The import's progress on stderr: a bar of rows, and a line when a run resumes."""
 
     def __init__(self, settings: Settings, name: str) -> None:
+        self.settings = settings
         self.name = name
         self.bar = progress_bar(settings, f"import {name}")
 
@@ -245,10 +247,10 @@ class ImportProgress:
     def on_start(self, report: ImportReport, counts: dict[str, int]) -> None:
         if report.resumed:
             done = sum(counts.values())
-            click.echo(
+            notice(
+                self.settings,
                 f"resuming {self.name}: {done:,} rows already recorded "
                 f"({counts.get('rejected', 0):,} rejected); sending the rest",
-                err=True,
             )
 
     def on_total(self, total: int) -> None:

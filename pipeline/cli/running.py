@@ -10,6 +10,7 @@ import click
 
 from pipeline.cli.base import (
     cli,
+    notice,
     run_async,
     settings_from,
     stopping_on_sigterm,
@@ -95,7 +96,7 @@ def run(
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        _print_job(report)
+        _print_job(report, settings)
     if report.exit_code:
         raise click.exceptions.Exit(report.exit_code)
 
@@ -163,7 +164,7 @@ async def _run_job(
         )
 
 
-def _print_job(report: JobReport) -> None:
+def _print_job(report: JobReport, settings: Settings) -> None:
     """Each step's summary on stdout; one line per step that needs a look on stderr."""
     for position, result in enumerate(report.steps, start=1):
         click.echo(f"step {position}/{len(report.steps)} {result.step.name}: {result.status}")
@@ -179,10 +180,10 @@ def _print_job(report: JobReport) -> None:
     for result in report.steps:
         where = f"run {report.name}: step {result.step.name}"
         if result.status != "finished":
-            click.echo(f"{where} {result.status}: {result.reason}", err=True)
+            notice(settings, f"{where} {result.status}: {result.reason}")
         elif result.report is not None and result.report.rejected:
-            click.echo(
+            notice(
+                settings,
                 f"{where}: {result.report.rejected:,} rows rejected; "
                 f"see {result.report.rejects_file}",
-                err=True,
             )
