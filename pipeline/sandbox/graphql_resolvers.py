@@ -93,6 +93,8 @@ def _connection(
 
 
 def find_many(obj: ObjectModel) -> Callable[..., Any]:
+    """The ``people(...)`` connection resolver of ``obj``."""
+
     def run(
         ctx: GraphQLContext,
         filter: Any = None,
@@ -109,6 +111,8 @@ def find_many(obj: ObjectModel) -> Callable[..., Any]:
 
 
 def find_one(obj: ObjectModel) -> Callable[..., Any]:
+    """The ``person(filter)`` resolver of ``obj``."""
+
     def run(ctx: GraphQLContext, filter: Any) -> Any:
         return ctx.engine.find_first(obj, filter)
 
@@ -116,6 +120,8 @@ def find_one(obj: ObjectModel) -> Callable[..., Any]:
 
 
 def create(obj: ObjectModel, *, many: bool) -> Callable[..., Any]:
+    """The ``createPeople`` / ``createPerson`` resolver (``upsert`` as the REST batch)."""
+
     def run(ctx: GraphQLContext, data: Any, upsert: bool | None = None) -> Any:
         records = ctx.engine.create_many(
             obj, data if many else [data], upsert=bool(upsert), actor=ctx.actor
@@ -126,6 +132,8 @@ def create(obj: ObjectModel, *, many: bool) -> Callable[..., Any]:
 
 
 def update(obj: ObjectModel, *, many: bool) -> Callable[..., Any]:
+    """The ``updatePerson(id)`` / ``updatePeople(filter)`` resolver."""
+
     def run(ctx: GraphQLContext, data: Any, id: str | None = None, filter: Any = None) -> Any:
         if many:
             return ctx.engine.update_many(obj, filter, data, ctx.actor)
@@ -136,6 +144,8 @@ def update(obj: ObjectModel, *, many: bool) -> Callable[..., Any]:
 
 
 def lifecycle(obj: ObjectModel, verb: str, *, many: bool) -> Callable[..., Any]:
+    """delete (soft), destroy or restore, one by id or many by filter."""
+
     def run(ctx: GraphQLContext, id: str | None = None, filter: Any = None) -> Any:
         flt = filter if many else {"id": {"eq": id}}
         if not many and verb != "restore":
@@ -154,6 +164,7 @@ def lifecycle(obj: ObjectModel, verb: str, *, many: bool) -> Callable[..., Any]:
 
 
 def many_to_one(f: FieldModel, engine: Engine) -> Callable[..., Any]:
+    """The linked record of a MANY_TO_ONE field, null when unset or gone."""
     assert f.relation is not None
 
     def resolve(parent: dict[str, Any], info: Any) -> Any:
@@ -171,6 +182,8 @@ def many_to_one(f: FieldModel, engine: Engine) -> Callable[..., Any]:
 
 
 def one_to_many(f: FieldModel, engine: Engine) -> Callable[..., Any]:
+    """The records whose join column points at the parent, as a connection."""
+
     def resolve(parent: dict[str, Any], info: Any) -> Any:
         assert f.relation is not None
         target = engine.object(f.relation.target_object)

@@ -62,7 +62,7 @@ class MetadataStore:
         self.database = database
         if database.db.execute("SELECT COUNT(*) FROM objects").fetchone()[0] == 0:
             self._seed()
-        self.model = self._load_model()
+        self.model = self.load_model()
 
     def _seed(self) -> None:
         objects, fields = standard_metadata()
@@ -85,7 +85,8 @@ class MetadataStore:
             (dto["id"], dto["objectMetadataId"], dto["name"], json.dumps(dto)),
         )
 
-    def _load_model(self) -> WorkspaceModel:
+    def load_model(self) -> WorkspaceModel:
+        """The model of the DTOs stored now (the caller decides when it becomes current)."""
         return model_from_dtos(self.object_dtos(with_fields=True))
 
     # ------------------------------------------------------------------ reads
@@ -158,7 +159,7 @@ class MetadataStore:
             self._insert_object(dto)
             for f in (*SYSTEM_FIELDS, F("name", "TEXT", "Name")):
                 self._insert_field(standard_field_dto(singular, f, plurals, object_id=object_id))
-        self.model = self._load_model()
+        self.model = self.load_model()
         return self.object_dto_by_id(object_id)
 
     def _check_object_names(self, data: dict[str, Any]) -> tuple[str, str]:
@@ -201,7 +202,7 @@ class MetadataStore:
         with self.database.transaction():
             for d in dtos:
                 self._insert_field(d)
-        self.model = self._load_model()
+        self.model = self.load_model()
         return dto
 
     def _relation_target(self, data: dict[str, Any]) -> ObjectModel | None:

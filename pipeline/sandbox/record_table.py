@@ -27,6 +27,7 @@ class RecordTable:
         self._positions: dict[str, float] = {}
 
     def row(self, obj: ObjectModel, record_id: str, *, with_deleted: bool) -> dict[str, Any] | None:
+        """The stored record ``record_id`` of ``obj``; soft-deleted ones only ``with_deleted``."""
         sql = "SELECT data FROM records WHERE object = ? AND id = ?"
         if not with_deleted:
             sql += " AND deleted = 0"
@@ -34,6 +35,7 @@ class RecordTable:
         return json.loads(row[0]) if row else None
 
     def unique_values(self, obj: ObjectModel, record: dict[str, Any]) -> list[tuple[str, str]]:
+        """(unique path, JSON value) of every unique field ``record`` fills (§4.1)."""
         out = []
         for field in obj.fields.values():
             if not field.is_unique or field.name == "id" or not field.is_active:
@@ -67,6 +69,7 @@ class RecordTable:
                 raise DuplicateEntry(other[0] if other else None, obj.name_singular) from None
 
     def store(self, obj: ObjectModel, record: dict[str, Any], *, insert: bool) -> None:
+        """Insert or rewrite ``record`` and its unique-index entries; a clash is a duplicate."""
         data = json.dumps(record)
         deleted = 1 if record.get("deletedAt") else 0
         if insert:
@@ -85,6 +88,7 @@ class RecordTable:
         self._write_uniques(obj, record)
 
     def next_position(self, obj: ObjectModel) -> float:
+        """The position a new record gets when the input has none (back-filled, §6)."""
         name = obj.name_singular
         if name not in self._positions:
             row = self.database.db.execute(
@@ -96,6 +100,7 @@ class RecordTable:
         return self._positions[name]
 
     def check_foreign_keys(self, obj: ObjectModel, prepared: list[dict[str, Any]]) -> None:
+        """Refuse join-column values that point at no record of the target object."""
         for field in obj.fields.values():
             rel = field.relation
             if rel is None or rel.join_column is None:
@@ -119,6 +124,7 @@ class RecordTable:
                 )
 
     def destroy(self, obj: ObjectModel, record_id: str) -> None:
+        """Remove a record for good; MANY_TO_ONE links to it become null (SET_NULL)."""
         self.database.db.execute(
             "DELETE FROM records WHERE object = ? AND id = ?", (obj.name_singular, record_id)
         )
