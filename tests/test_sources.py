@@ -385,3 +385,17 @@ def test_a_sink_through_a_symlink_keeps_the_link(tmp_path: Path) -> None:
         sink.write(pl.DataFrame({"a": ["new"]}))
     assert link.is_symlink() and real.read_text() == "a\nnew\n"
     assert _leftovers(tmp_path) == ["latest.csv", "real.csv"]
+
+
+def test_rows_from_a_store_are_written_as_text_in_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sinks, "ROWS_PER_BATCH", 2)
+    path = tmp_path / "success.csv"
+    written: list[int] = []
+    with open_sink(path, columns=["_row", "key", "outcome"], label="success ledger") as sink:
+        original = sink._write
+        monkeypatch.setattr(sink, "_write", lambda f: (written.append(f.height), original(f)))
+        sink.write_rows((row, f"k{row}", None if row == 3 else "created") for row in (2, 3, 4))
+    assert written == [2, 1]
+    assert path.read_bytes() == b"_row,key,outcome\r\n2,k2,created\r\n3,k3,\r\n4,k4,created\r\n"
