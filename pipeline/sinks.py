@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import os
 import secrets
 import shutil
 import stat
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -34,6 +35,8 @@ from pipeline.cells import escape_row
 from pipeline.errors import InputError, PipelineError
 from pipeline.sources.frames import as_text, one_line
 
+ROWS_PER_BATCH = 10_000
+"""Rows :meth:`Sink.write_rows` gathers into one frame."""
 PARQUET_PART_ROWS = 65_536
 """Rows a Parquet sink holds in memory before spilling them to a part file."""
 
@@ -117,6 +120,13 @@ class Sink(ABC):
             self.abort()
             raise
         self.count += frame.height
+
+    def write_rows(self, rows: Iterable[Sequence[object]]) -> None:
+        """Append rows given in ``columns`` order (a store's rows), as text, batch by batch."""
+        schema = dict.fromkeys(self.columns, pl.String)
+        pending = iter(rows)
+        while batch := list(itertools.islice(pending, ROWS_PER_BATCH)):
+            self.write(pl.DataFrame(batch, schema=schema, orient="row", strict=False))
 
     def close(self) -> None:
         """Finish the file and rename it into place (whole, or absent on failure)."""

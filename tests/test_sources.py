@@ -209,8 +209,13 @@ def test_every_format_yields_the_same_frame(tmp_path: Path, fmt: str) -> None:
     assert frame.drop(ROW).to_dicts() == expected.to_dicts()
 
 
-def _own_temporaries() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("twenty-pipeline-*"))
+@pytest.fixture
+def temporaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary folder of this test's own (other runs on the machine share /tmp)."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
 
 @pytest.mark.parametrize(
@@ -218,25 +223,35 @@ def _own_temporaries() -> set[Path]:
     [
         "name,city\nZoë,Zürich\n".encode("cp1252"),  # transcoded copy
         b'name,city\n"A"B,Oslo\n',  # a stray quote: the csv module writes a clean copy
+        'name,city\n"A"B,Zürich\n'.encode("cp1252"),  # both, the clean one replacing the other
     ],
 )
-def test_temporary_copies_are_removed_on_close(tmp_path: Path, body: bytes) -> None:
-    before = _own_temporaries()
+def test_temporary_copies_are_removed_on_close(
+    tmp_path: Path, temporaries: Path, body: bytes
+) -> None:
     path = tmp_path / "f.csv"
     path.write_bytes(body)
     with open_source(path) as reader:
         assert len(pl.concat(list(reader.chunks()))) == 1
-        assert _own_temporaries() - before
-    assert _own_temporaries() - before == set()
+        assert len(list(temporaries.iterdir())) == 1
+    assert list(temporaries.iterdir()) == []
 
 
-def test_a_refused_header_leaves_no_temporary_copy(tmp_path: Path) -> None:
-    before = _own_temporaries()
+@pytest.mark.parametrize(
+    ("body", "spec", "message"),
+    [
+        ("a,a\nZoë,1\n".encode("cp1252"), None, "both named 'a'"),
+        ("a,b\nZoë,1\n".encode("cp1252"), SourceSpec(encoding="ascii"), "not valid ascii"),
+    ],
+)
+def test_a_refused_file_leaves_no_temporary_copy(
+    tmp_path: Path, temporaries: Path, body: bytes, spec: SourceSpec | None, message: str
+) -> None:
     path = tmp_path / "f.csv"
-    path.write_bytes("a,a\nZoë,1\n".encode("cp1252"))
-    with pytest.raises(InputError, match="both named 'a'"):
-        open_source(path)
-    assert _own_temporaries() - before == set()
+    path.write_bytes(body)
+    with pytest.raises(InputError, match=message):
+        open_source(path, spec)
+    assert list(temporaries.iterdir()) == []
 
 
 # ---------------------------------------------------------------------- sinks
@@ -385,3 +400,17 @@ def test_a_sink_through_a_symlink_keeps_the_link(tmp_path: Path) -> None:
         sink.write(pl.DataFrame({"a": ["new"]}))
     assert link.is_symlink() and real.read_text() == "a\nnew\n"
     assert _leftovers(tmp_path) == ["latest.csv", "real.csv"]
+
+
+def test_rows_from_a_store_are_written_as_text_in_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sinks, "ROWS_PER_BATCH", 2)
+    path = tmp_path / "success.csv"
+    written: list[int] = []
+    with open_sink(path, columns=["_row", "key", "outcome"], label="success ledger") as sink:
+        original = sink._write
+        monkeypatch.setattr(sink, "_write", lambda f: (written.append(f.height), original(f)))
+        sink.write_rows((row, f"k{row}", None if row == 3 else "created") for row in (2, 3, 4))
+    assert written == [2, 1]
+    assert path.read_bytes() == b"_row,key,outcome\r\n2,k2,created\r\n3,k3,\r\n4,k4,created\r\n"
