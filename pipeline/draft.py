@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 from rapidfuzz import fuzz
 
-from pipeline.fields.composites import EMAIL_FAST
+from pipeline.fields import CODECS, codec_for
 from pipeline.fields.dates import to_datetime
 from pipeline.mapping import FORMATS
 from pipeline.read import SourceReader
@@ -88,27 +88,18 @@ def _words(name: str) -> str:
 
 
 def candidates(obj: ObjectSchema) -> list[Candidate]:
-    """Every writable field and sub-field worth proposing, with the names it goes by."""
+    """Every writable field and sub-field worth proposing, with the names it goes by.
+
+    Which parts of a field are worth proposing is its codec's ``draft_paths``.
+    """
     out = []
     for f in obj.fields.values():
         system = f.is_system and f.name not in KEPT_SYSTEM_FIELDS
-        if not f.writable or system or f.type in ("ACTOR", "RICH_TEXT_V2"):
+        if not f.writable or system:
             continue
-        paths = [f.name] if not f.subfields or f.type in ("PHONES", "CURRENCY", "FULL_NAME") else []
-        if f.type in ("FULL_NAME", "EMAILS", "LINKS", "ADDRESS"):
-            keep = {
-                "FULL_NAME": ("firstName", "lastName"),
-                "EMAILS": ("primaryEmail", "additionalEmails"),
-                "LINKS": ("primaryLinkUrl",),
-                "ADDRESS": (
-                    "addressStreet1",
-                    "addressCity",
-                    "addressPostcode",
-                    "addressState",
-                    "addressCountry",
-                ),
-            }[f.type]
-            paths += [f"{f.name}.{s}" for s in keep]
+        paths = [
+            f.name if sub is None else f"{f.name}.{sub}" for sub in codec_for(f.type).draft_paths
+        ]
         for path in paths:
             sub = path.split(".", 1)[1] if "." in path else ""
             names = {_words(path), _words(f.label), _words(f"{f.label} {sub}")}
@@ -117,34 +108,27 @@ def candidates(obj: ObjectSchema) -> list[Candidate]:
     return out
 
 
+# The kinds of value a sample is tested for, in this order (an e-mail is no URL).
+SAMPLE_KINDS = ("email", "phone", "url", "date")
+# kind -> the field types whose values look like it, as their codecs say.
+KIND_FITS = {
+    kind: tuple(t for t, c in CODECS.items() if c.sample_kind == kind) for kind in SAMPLE_KINDS
+}
+# kind -> the field type to create for such a column (the first codec of that kind).
+NEW_FIELD_TYPES = {kind: types[0] for kind, types in KIND_FITS.items()}
+SAMPLED_TYPES = frozenset(t for types in KIND_FITS.values() for t in types)
+
+
 def _sample_kind(values: list[str]) -> str | None:
     """What most sample values look like: email, phone, url, date, or nothing clear."""
     if not values:
         return None
     series = pl.Series(values, dtype=pl.String)
-
-    def share(mask: pl.Series) -> float:
-        return float(mask.fill_null(False).mean() or 0)  # type: ignore[arg-type]
-
-    if share(series.str.contains(EMAIL_FAST)) >= 0.8:
-        return "email"
-    phone = series.str.contains(r"^\+?[\d\s().-]{7,20}$") & (series.str.count_matches(r"\d") >= 7)
-    if share(phone) >= 0.8:
-        return "phone"
-    if share(series.str.contains(r"^(https?://)?[\w-]+(\.[\w-]+)+(/\S*)?$")) >= 0.8:
-        return "url"
-    parsed, _ = to_datetime(series, None)
-    if share(parsed.is_not_null()) >= 0.8:
-        return "date"
+    for kind in SAMPLE_KINDS:
+        mask = CODECS[KIND_FITS[kind][0]].looks_like(series)
+        if float(mask.fill_null(False).mean() or 0) >= 0.8:  # type: ignore[arg-type]
+            return kind
     return None
-
-
-KIND_FITS = {
-    "email": ("EMAILS",),
-    "phone": ("PHONES",),
-    "url": ("LINKS",),
-    "date": ("DATE", "DATE_TIME"),
-}
 
 
 def _score(column: str, cand: Candidate, kind: str | None, schema: WorkspaceSchema) -> float:
@@ -160,7 +144,7 @@ def _score(column: str, cand: Candidate, kind: str | None, schema: WorkspaceSche
             best += 5
     elif kind is not None and ftype in KIND_FITS.get(kind, ()):
         best += 10
-    elif kind is not None and ftype in ("EMAILS", "PHONES", "LINKS", "DATE", "DATE_TIME"):
+    elif kind is not None and ftype in SAMPLED_TYPES:
         best -= 20
     return float(best)
 
@@ -496,9 +480,8 @@ def _unique_of(schema: WorkspaceSchema, name: str) -> list[str]:
 
 def _new_field_kind(values: list[str], kind: str | None) -> str:
     """The field type that would keep sample ``values``."""
-    fits = {"email": "EMAILS", "phone": "PHONES", "url": "LINKS", "date": "DATE_TIME"}
-    if kind in fits:
-        return fits[kind]
+    if kind in NEW_FIELD_TYPES:
+        return NEW_FIELD_TYPES[kind]
     if values and all(re.fullmatch(r"-?\d+([.,]\d+)?", v) for v in values):
         return "NUMBER"
     distinct = set(values)
@@ -657,12 +640,12 @@ def _spec(
         return [first + f"{{column: {col}, default_country: US}}  # set your country"]
     if f.type == "CURRENCY":
         return [first + f"{{column: {col}, currency: USD}}  # set the currency"]
-    if f.type in ("DATE", "DATE_TIME") and column in sample.columns:
+    if codec_for(f.type).sample_kind == "date" and column in sample.columns:
         values = sample[column].drop_nulls()
         _, errors = to_datetime(values, None)
         if errors.drop_nulls().str.contains("ambiguous").any():
             return [first + f'{{column: {col}, date_format: "%d/%m/%Y"}}  # or %m/%d/%Y']
-    split = f.type in ("MULTI_SELECT", "ARRAY")
+    split = codec_for(f.type).holds_list
     if f.options:
         seen = _sample_values(sample, column)
         if split:

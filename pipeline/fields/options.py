@@ -99,6 +99,7 @@ class MultiSelectCodec(FieldCodec):
     written as a JSON list."""
 
     types: ClassVar[tuple[str, ...]] = ("MULTI_SELECT",)
+    holds_list: ClassVar[bool] = True
 
     def __init__(self, separator: str | None = None) -> None:
         self.separator = separator
