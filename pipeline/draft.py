@@ -20,8 +20,10 @@ from pathlib import Path
 import polars as pl
 from rapidfuzz import fuzz
 
-from pipeline.fields.composites import EMAIL_FAST
+from pipeline.fields import codec_for
 from pipeline.fields.dates import to_datetime
+from pipeline.fields.options import option_table
+from pipeline.fields.samples import KIND_FITS, SAMPLED_TYPES, new_field_type, sample_kind
 from pipeline.mapping import FORMATS
 from pipeline.schema import Field, ObjectSchema, WorkspaceSchema
 from pipeline.sources import SourceReader
@@ -88,63 +90,24 @@ def _words(name: str) -> str:
 
 
 def candidates(obj: ObjectSchema) -> list[Candidate]:
-    """Every writable field and sub-field worth proposing, with the names it goes by."""
+    """Every writable field and sub-field worth proposing, with the names it goes by.
+
+    Which parts of a field are worth proposing is its codec's ``draft_paths``.
+    """
     out = []
     for f in obj.fields.values():
         system = f.is_system and f.name not in KEPT_SYSTEM_FIELDS
-        if not f.writable or system or f.type in ("ACTOR", "RICH_TEXT_V2"):
+        if not f.writable or system:
             continue
-        paths = [f.name] if not f.subfields or f.type in ("PHONES", "CURRENCY", "FULL_NAME") else []
-        if f.type in ("FULL_NAME", "EMAILS", "LINKS", "ADDRESS"):
-            keep = {
-                "FULL_NAME": ("firstName", "lastName"),
-                "EMAILS": ("primaryEmail", "additionalEmails"),
-                "LINKS": ("primaryLinkUrl",),
-                "ADDRESS": (
-                    "addressStreet1",
-                    "addressCity",
-                    "addressPostcode",
-                    "addressState",
-                    "addressCountry",
-                ),
-            }[f.type]
-            paths += [f"{f.name}.{s}" for s in keep]
+        paths = [
+            f.name if sub is None else f"{f.name}.{sub}" for sub in codec_for(f.type).draft_paths
+        ]
         for path in paths:
             sub = path.split(".", 1)[1] if "." in path else ""
             names = {_words(path), _words(f.label), _words(f"{f.label} {sub}")}
             names.update(SYNONYMS.get(path, ()))
             out.append(Candidate(path, f, tuple(sorted(n for n in names if n))))
     return out
-
-
-def _sample_kind(values: list[str]) -> str | None:
-    """What most sample values look like: email, phone, url, date, or nothing clear."""
-    if not values:
-        return None
-    series = pl.Series(values, dtype=pl.String)
-
-    def share(mask: pl.Series) -> float:
-        return float(mask.fill_null(False).mean() or 0)  # type: ignore[arg-type]
-
-    if share(series.str.contains(EMAIL_FAST)) >= 0.8:
-        return "email"
-    phone = series.str.contains(r"^\+?[\d\s().-]{7,20}$") & (series.str.count_matches(r"\d") >= 7)
-    if share(phone) >= 0.8:
-        return "phone"
-    if share(series.str.contains(r"^(https?://)?[\w-]+(\.[\w-]+)+(/\S*)?$")) >= 0.8:
-        return "url"
-    parsed, _ = to_datetime(series, None)
-    if share(parsed.is_not_null()) >= 0.8:
-        return "date"
-    return None
-
-
-KIND_FITS = {
-    "email": ("EMAILS",),
-    "phone": ("PHONES",),
-    "url": ("LINKS",),
-    "date": ("DATE", "DATE_TIME"),
-}
 
 
 def _score(column: str, cand: Candidate, kind: str | None, schema: WorkspaceSchema) -> float:
@@ -160,7 +123,7 @@ def _score(column: str, cand: Candidate, kind: str | None, schema: WorkspaceSche
             best += 5
     elif kind is not None and ftype in KIND_FITS.get(kind, ()):
         best += 10
-    elif kind is not None and ftype in ("EMAILS", "PHONES", "LINKS", "DATE", "DATE_TIME"):
+    elif kind is not None and ftype in SAMPLED_TYPES:
         best -= 20
     return float(best)
 
@@ -178,8 +141,6 @@ class Choice:
 # so it maps only to a relation to it (or, in a mapping into that object, to its fields).
 OTHER_OBJECTS = {"company": "company", "deal": "opportunity", "contact": "person"}
 TAKEN_THRESHOLD = 65  # a column this close to a target mapped from another column is told so
-OPTION_THRESHOLD = 90  # a label maps to an option it matches this well ...
-OPTION_MARGIN = 10  # ... and this much better than to any other option
 
 
 def _tokens(column: str) -> set[str]:
@@ -222,10 +183,57 @@ def draft_mapping(
         fmt, delimiter = reader.format, reader.info.delimiter
     finally:
         reader.close()
-    kinds = {}
-    for column in columns:
-        kinds[column] = _sample_kind(_sample_values(sample, column))
+    kinds = {column: sample_kind(_sample_values(sample, column)) for column in columns}
     cands = candidates(obj)
+    chosen, used = _choose(columns, cands, kinds, obj, schema)
+    base = output.parent if output else Path.cwd()
+    rel = os.path.relpath(source.resolve(), base.resolve())
+    lines = [
+        f"# Draft mapping of {_comment_text(source.name)} into {obj.name_singular} "
+        f"({_comment_text(obj.label_plural)}),",
+        "# written by `twenty-pipeline init-mapping`. Check every line, then run",
+        "# `twenty-pipeline validate` on it before importing.",
+        "version: 1",
+        f"object: {obj.name_singular}",
+        "source:",
+        f"  path: {_yaml_str(rel)}",
+        f"  format: {fmt}" if fmt in FORMATS else "",
+    ]
+    if delimiter and delimiter != ",":
+        lines.append(f"  delimiter: {_yaml_str(delimiter)}")
+    lines = [line for line in lines if line]
+    lines += _key_lines(obj, [choice.cand.path for choice in chosen.values()])
+    lines.append("on_duplicate_key: last")
+    lines.append("fields:")
+    for column in columns:
+        if column not in chosen:
+            continue
+        cand, score = chosen[column].cand, chosen[column].score
+        how = chosen[column].why or f"match {score:.0f}"
+        lines.append(
+            f"  # {_comment_text(cand.field.label)} ({_describe(cand.field)}), "
+            f"from {_yaml_str(column)} ({how})"
+        )
+        lines.extend(_spec(column, cand, kinds[column], schema, sample))
+    unmatched = [c for c in columns if c not in chosen]
+    if unmatched:
+        lines.append("# Columns not mapped, and why (map them above, or leave them out):")
+        for column in unmatched:
+            why, suggestion = _why_not(column, obj, schema, used, cands, kinds, sample)
+            lines.append(f"#   {_yaml_str(column)}: {why}")
+            if suggestion:
+                lines.append(f"#     suggestion: {suggestion}")
+    return "\n".join(_one_line(line) for line in lines) + "\n"
+
+
+def _choose(
+    columns: list[str],
+    cands: list[Candidate],
+    kinds: dict[str, str | None],
+    obj: ObjectSchema,
+    schema: WorkspaceSchema,
+) -> tuple[dict[str, Choice], dict[str, str]]:
+    """Each column's target, best matches first: (column -> choice, target path -> column)."""
     scored = sorted(
         (
             (_score(c, cand, kinds[c], schema), i, c, cand)
@@ -251,62 +259,29 @@ def draft_mapping(
         if found is not None and found[0].path not in used:
             chosen[column] = Choice(found[0], 0, found[1])
             used[found[0].path] = column
-    base = output.parent if output else Path.cwd()
-    rel = os.path.relpath(source.resolve(), base.resolve())
-    lines = [
-        f"# Draft mapping of {_comment_text(source.name)} into {obj.name_singular} "
-        f"({_comment_text(obj.label_plural)}),",
-        "# written by `twenty-pipeline init-mapping`. Check every line, then run",
-        "# `twenty-pipeline validate` on it before importing.",
-        "version: 1",
-        f"object: {obj.name_singular}",
-        "source:",
-        f"  path: {_yaml_str(rel)}",
-        f"  format: {fmt}" if fmt in FORMATS else "",
-    ]
-    if delimiter and delimiter != ",":
-        lines.append(f"  delimiter: {_yaml_str(delimiter)}")
-    lines = [line for line in lines if line]
-    mapped = [choice.cand.path for choice in chosen.values()]
+    return chosen, used
+
+
+def _key_lines(obj: ObjectSchema, mapped: list[str]) -> list[str]:
+    """The draft's key: a mapped unique field, else the field that names a record."""
     key = _key_for(obj, mapped)
     if key:
-        lines.append(f"key: [{key}]")
+        return [f"key: [{key}]"]
+    # Nothing unique is mapped: propose the field that names a record, so that the
+    # draft validates; record ids are then derived from it (design.md "Keys").
+    plain = [p for p in mapped if _is_plain(obj, p)]
+    fallback = "name" if "name" in mapped else (plain[0] if plain else None)
+    unique = [p for p in obj.unique_paths if p != "id"]
+    if fallback:
+        lines = [
+            f"key: [{fallback}]  # not unique in Twenty: record ids are derived "
+            "from it; pick the columns that identify a record"
+        ]
     else:
-        # Nothing unique is mapped: propose the field that names a record, so that the
-        # draft validates; record ids are then derived from it (design.md "Keys").
-        plain = [p for p in mapped if _is_plain(obj, p)]
-        fallback = "name" if "name" in mapped else (plain[0] if plain else None)
-        unique = [p for p in obj.unique_paths if p != "id"]
-        if fallback:
-            lines.append(
-                f"key: [{fallback}]  # not unique in Twenty: record ids are derived "
-                "from it; pick the columns that identify a record"
-            )
-        else:
-            lines.append("# key: declare the columns that identify a record, e.g. key: [name]")
-        if unique:
-            lines.append(f"# unique fields of {obj.name_singular}: {', '.join(unique)}")
-    lines.append("on_duplicate_key: last")
-    lines.append("fields:")
-    for column in columns:
-        if column not in chosen:
-            continue
-        cand, score = chosen[column].cand, chosen[column].score
-        how = chosen[column].why or f"match {score:.0f}"
-        lines.append(
-            f"  # {_comment_text(cand.field.label)} ({_describe(cand.field)}), "
-            f"from {_yaml_str(column)} ({how})"
-        )
-        lines.extend(_spec(column, cand, kinds[column], schema, sample))
-    unmatched = [c for c in columns if c not in chosen]
-    if unmatched:
-        lines.append("# Columns not mapped, and why (map them above, or leave them out):")
-        for column in unmatched:
-            why, suggestion = _why_not(column, obj, schema, used, cands, kinds, sample)
-            lines.append(f"#   {_yaml_str(column)}: {why}")
-            if suggestion:
-                lines.append(f"#     suggestion: {suggestion}")
-    return "\n".join(_one_line(line) for line in lines) + "\n"
+        lines = ["# key: declare the columns that identify a record, e.g. key: [name]"]
+    if unique:
+        lines.append(f"# unique fields of {obj.name_singular}: {', '.join(unique)}")
+    return lines
 
 
 def _sample_values(sample: pl.DataFrame, column: str) -> list[str]:
@@ -375,50 +350,82 @@ def _why_not(
     """Why ``column`` is left out of the draft, and a line the user may add instead."""
     name = obj.name_singular
     tokens = _tokens(column)
-    col = _yaml_str(column)
     if _is_id_column(column):
-        target = _named_object(column, obj)
-        if target is None:
-            own = _id_fields(obj)
-            if len(own) > 1:
-                return (
-                    f"{name} has several unique text fields ({', '.join(own)}): "
-                    "map it to the one that keeps these ids",
-                    None,
-                )
-            if own and own[0] in used:
-                return f"{own[0]} is mapped from {_yaml_str(used[own[0]])}", None
-            return (
-                f"no field of {name} holds it; create a unique TEXT field such as hubspotId "
-                "to keep it (and make it the key, so that re-runs match the same records)",
-                None,
-            )
-        relation = _relation_to(obj, target)
-        if relation is not None and relation.name in used:
-            return (
-                f"{relation.name} is mapped from {_yaml_str(used[relation.name])}; "
-                "swap them if this column is the better one",
-                None,
-            )
-        if relation is None:
-            return (
-                f"{name} has no relation to {target} that an import can set; link them "
-                f"from the {target} side, if it has one",
-                None,
-            )
-        ids = _id_fields(schema.object(target))
-        if len(ids) > 1:
-            return (
-                f"{target} has several unique text fields ({', '.join(ids)}): "
-                f"map {relation.name} with lookup: on the one that keeps these ids",
-                f"{relation.name}: {{column: {col}, lookup: {ids[0]}, on_missing: reject}}",
-            )
+        return _why_not_ids(column, obj, schema, used)
+    named = _why_not_named(tokens, obj, schema)
+    if named is not None:
+        return named
+    kind = new_field_type(_sample_values(sample, column), kinds[column])
+    if "pipeline" in tokens and obj.field("stage") is not None:
         return (
-            f"a relation to {target} by its HubSpot id needs a unique field on {target} "
-            f"holding that id (e.g. hubspotId, filled from the Record ID of the {target} export); "
-            f"{relation.name} takes one id a row",
-            f"{relation.name}: {{column: {col}, lookup: hubspotId, on_missing: reject}}",
+            f"Twenty keeps one list of stages for {name}: the stages of every pipeline go "
+            "through stage's values: table; create a field of type SELECT to keep the pipeline",
+            None,
         )
+    close = _why_not_close(column, schema, used, cands, kinds, sample, kind)
+    if close is not None:
+        return close
+    hint = ""
+    if "country" in tokens and obj.field("phones") is not None:
+        hint = "; the phones mapping reads it as each row's country (country_column)"
+    return f"no field of {name} matches it; create a field of type {kind} to keep it{hint}", None
+
+
+def _why_not_ids(
+    column: str, obj: ObjectSchema, schema: WorkspaceSchema, used: dict[str, str]
+) -> tuple[str, str | None]:
+    """Why an id column is left out: where another system's ids could be kept."""
+    name = obj.name_singular
+    col = _yaml_str(column)
+    target = _named_object(column, obj)
+    if target is None:
+        own = _id_fields(obj)
+        if len(own) > 1:
+            return (
+                f"{name} has several unique text fields ({', '.join(own)}): "
+                "map it to the one that keeps these ids",
+                None,
+            )
+        if own and own[0] in used:
+            return f"{own[0]} is mapped from {_yaml_str(used[own[0]])}", None
+        return (
+            f"no field of {name} holds it; create a unique TEXT field such as hubspotId "
+            "to keep it (and make it the key, so that re-runs match the same records)",
+            None,
+        )
+    relation = _relation_to(obj, target)
+    if relation is not None and relation.name in used:
+        return (
+            f"{relation.name} is mapped from {_yaml_str(used[relation.name])}; "
+            "swap them if this column is the better one",
+            None,
+        )
+    if relation is None:
+        return (
+            f"{name} has no relation to {target} that an import can set; link them "
+            f"from the {target} side, if it has one",
+            None,
+        )
+    ids = _id_fields(schema.object(target))
+    if len(ids) > 1:
+        return (
+            f"{target} has several unique text fields ({', '.join(ids)}): "
+            f"map {relation.name} with lookup: on the one that keeps these ids",
+            f"{relation.name}: {{column: {col}, lookup: {ids[0]}, on_missing: reject}}",
+        )
+    return (
+        f"a relation to {target} by its HubSpot id needs a unique field on {target} "
+        f"holding that id (e.g. hubspotId, filled from the Record ID of the {target} export); "
+        f"{relation.name} takes one id a row",
+        f"{relation.name}: {{column: {col}, lookup: hubspotId, on_missing: reject}}",
+    )
+
+
+def _why_not_named(
+    tokens: set[str], obj: ObjectSchema, schema: WorkspaceSchema
+) -> tuple[str, str | None] | None:
+    """Why a column naming an owner or another object is left out, if it names one."""
+    name = obj.name_singular
     if "owner" in tokens:
         relation = _relation_to(obj, "workspaceMember")
         if relation is None:
@@ -444,14 +451,20 @@ def _why_not(
                 f"it describes the {target}, not the {name}: map it in a mapping into {target}",
                 None,
             )
-    kind = _new_field_kind(_sample_values(sample, column), kinds[column])
-    if "pipeline" in tokens and obj.field("stage") is not None:
-        return (
-            f"Twenty keeps one list of stages for {name}: the stages of every pipeline go "
-            "through stage's values: table; create a field of type SELECT to keep the pipeline",
-            None,
-        )
-    # The targets its name comes close to, those its sample fits first.
+    return None
+
+
+def _why_not_close(
+    column: str,
+    schema: WorkspaceSchema,
+    used: dict[str, str],
+    cands: list[Candidate],
+    kinds: dict[str, str | None],
+    sample: pl.DataFrame,
+    kind: str,
+) -> tuple[str, str | None] | None:
+    """The targets its name comes close to, those its sample fits first, if any."""
+    col = _yaml_str(column)
     ranked = sorted(
         ((_score(column, cand, kinds[column], schema), cand) for cand in cands),
         key=lambda t: -t[0],
@@ -483,28 +496,12 @@ def _why_not(
             f"a field of type {kind} to keep it",
             spec[0].strip() if len(spec) == 1 else None,
         )
-    hint = ""
-    if "country" in tokens and obj.field("phones") is not None:
-        hint = "; the phones mapping reads it as each row's country (country_column)"
-    return f"no field of {name} matches it; create a field of type {kind} to keep it{hint}", None
+    return None
 
 
 def _unique_of(schema: WorkspaceSchema, name: str) -> list[str]:
     other = schema.object(name)
     return other.unique_paths if other is not None else []
-
-
-def _new_field_kind(values: list[str], kind: str | None) -> str:
-    """The field type that would keep sample ``values``."""
-    fits = {"email": "EMAILS", "phone": "PHONES", "url": "LINKS", "date": "DATE_TIME"}
-    if kind in fits:
-        return fits[kind]
-    if values and all(re.fullmatch(r"-?\d+([.,]\d+)?", v) for v in values):
-        return "NUMBER"
-    distinct = set(values)
-    if values and len(distinct) <= 20 and len(distinct) * 2 <= len(values):
-        return "SELECT"
-    return "TEXT"
 
 
 def _is_plain(obj: ObjectSchema, path: str) -> bool:
@@ -571,52 +568,6 @@ def _one_line(line: str) -> str:
     return "".join(ch if _PLAIN.fullmatch(ch) else _yaml_str(ch)[1:-1] for ch in line)
 
 
-def option_table(labels: list[str], f: Field) -> list[tuple[str, str | None, str]]:
-    """Each label -> (label, option value or None, why), matching by label and value.
-
-    A label equal to an option's value or label (case-insensitive) maps to it. Otherwise it
-    maps to the option it is close to only when that is unambiguous: at least
-    OPTION_THRESHOLD, and OPTION_MARGIN above the next option. Any other label is left
-    for the user (None): a guessed table would load wrong data.
-    """
-    names = ", ".join(o.value for o in f.options)
-
-    def compact(text: str) -> str:
-        return re.sub(r"[\W_]+", "", text.casefold())
-
-    out: list[tuple[str, str | None, str]] = []
-    for label in labels:
-        exact = f.option(label)
-        if exact is None and f.type == "RATING" and label.isdigit():
-            # normalize reads 1..n as the n-th rating option
-            index = int(label)
-            exact = f.options[index - 1] if 1 <= index <= len(f.options) else None
-        if exact is not None:
-            out.append((label, exact.value, "same as the option"))
-            continue
-        scores = sorted(
-            (
-                (
-                    max(
-                        fuzz.ratio(compact(label), compact(o.value)),
-                        fuzz.ratio(compact(label), compact(o.label)),
-                    ),
-                    o.value,
-                )
-                for o in f.options
-            ),
-            reverse=True,
-        )
-        best, runner = scores[0], scores[1] if len(scores) > 1 else (0.0, "")
-        if best[0] >= OPTION_THRESHOLD and best[0] - runner[0] >= OPTION_MARGIN:
-            out.append(
-                (label, best[1], f"close to {best[1]} ({best[0]:.0f}; next {runner[0]:.0f})")
-            )
-        else:
-            out.append((label, None, f"options: {names}"))
-    return out
-
-
 def _country_column(sample: pl.DataFrame) -> str | None:
     """A column of the file that names each row's country (HubSpot's Country/Region)."""
     for name in sample.columns:
@@ -657,12 +608,12 @@ def _spec(
         return [first + f"{{column: {col}, default_country: US}}  # set your country"]
     if f.type == "CURRENCY":
         return [first + f"{{column: {col}, currency: USD}}  # set the currency"]
-    if f.type in ("DATE", "DATE_TIME") and column in sample.columns:
+    if codec_for(f.type).sample_kind == "date" and column in sample.columns:
         values = sample[column].drop_nulls()
         _, errors = to_datetime(values, None)
         if errors.drop_nulls().str.contains("ambiguous").any():
             return [first + f'{{column: {col}, date_format: "%d/%m/%Y"}}  # or %m/%d/%Y']
-    split = f.type in ("MULTI_SELECT", "ARRAY")
+    split = codec_for(f.type).holds_list
     if f.options:
         seen = _sample_values(sample, column)
         if split:

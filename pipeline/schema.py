@@ -16,6 +16,38 @@ from rapidfuzz import fuzz, process
 from pipeline.errors import FatalApiError
 from pipeline.twenty import ObjectNames, TwentyClient
 
+# Every field type of Twenty's metadata this client knows (twenty-api.md §6); the codecs
+# of pipeline.fields read them, the sandbox reads them its own way.
+FIELD_TYPES: frozenset[str] = frozenset(
+    {
+        "TEXT",
+        "NUMBER",
+        "NUMERIC",
+        "POSITION",
+        "BOOLEAN",
+        "DATE_TIME",
+        "DATE",
+        "SELECT",
+        "MULTI_SELECT",
+        "RATING",
+        "EMAILS",
+        "PHONES",
+        "LINKS",
+        "FULL_NAME",
+        "ADDRESS",
+        "CURRENCY",
+        "ARRAY",
+        "RAW_JSON",
+        "UUID",
+        "RELATION",
+        "MORPH_RELATION",
+        "ACTOR",
+        "RICH_TEXT",
+        "RICH_TEXT_V2",
+        "TS_VECTOR",
+    }
+)
+
 # Sub-fields of Twenty's composite types (twenty-shared composite-types/*.composite-type.ts).
 COMPOSITE_SUBFIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {

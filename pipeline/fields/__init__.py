@@ -72,11 +72,6 @@ def codec_for(field_type: str) -> FieldCodec:
     return CODECS.get(field_type, _FALLBACK)
 
 
-def types_with_subfield(subfield: str) -> tuple[str, ...]:
-    """The composite types that have ``subfield``, e.g. which types hold an e-mail."""
-    return tuple(t for t, c in CODECS.items() if subfield in c.subfields)
-
-
 __all__ = [
     "CODECS",
     "FieldCodec",

@@ -66,6 +66,16 @@ class FieldCodec:
     """The sub-field an upsert matches a unique field of this type on (twenty-api.md §4.1)."""
     writable: ClassVar[bool] = True
     """Whether Twenty accepts the type in a write at all."""
+    holds_list: ClassVar[bool] = False
+    """Whether a whole value is a list, which a cell writes with a separator."""
+    draft_paths: ClassVar[tuple[str | None, ...]] = (None,)
+    """What a drafted mapping proposes a column for: the whole field (None) or sub-fields."""
+    sample_kind: ClassVar[str | None] = None
+    """What a column of this type's values looks like to a draft (email, phone, url, date)."""
+
+    def looks_like(self, values: pl.Series) -> pl.Series:
+        """Which sample ``values`` look like this type's (see ``sample_kind``)."""
+        return pl.Series([False] * values.len())
 
     def parse(self, raw: pl.Series, sub: str | None, ctx: ParseContext) -> Parsed:
         """Type ``raw`` (a spec's text, one value a row) into the field or ``sub``."""

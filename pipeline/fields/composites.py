@@ -78,6 +78,11 @@ class EmailsCodec(FieldCodec):
     subfields: ClassVar[tuple[str, ...]] = ("primaryEmail", "additionalEmails")
     list_subfields: ClassVar[frozenset[str]] = frozenset({"additionalEmails"})
     unique_subfield: ClassVar[str | None] = "primaryEmail"
+    draft_paths: ClassVar[tuple[str | None, ...]] = ("primaryEmail", "additionalEmails")
+    sample_kind: ClassVar[str | None] = "email"
+
+    def looks_like(self, values: pl.Series) -> pl.Series:
+        return values.str.contains(EMAIL_FAST)
 
     def parse(self, raw: pl.Series, sub: str | None, ctx: ParseContext) -> Parsed:
         n = raw.len()
@@ -154,6 +159,11 @@ class LinksCodec(FieldCodec):
     subfields: ClassVar[tuple[str, ...]] = ("primaryLinkUrl", "primaryLinkLabel", "secondaryLinks")
     list_subfields: ClassVar[frozenset[str]] = frozenset({"secondaryLinks"})
     unique_subfield: ClassVar[str | None] = "primaryLinkUrl"
+    draft_paths: ClassVar[tuple[str | None, ...]] = ("primaryLinkUrl",)
+    sample_kind: ClassVar[str | None] = "url"
+
+    def looks_like(self, values: pl.Series) -> pl.Series:
+        return values.str.contains(r"^(https?://)?[\w-]+(\.[\w-]+)+(/\S*)?$")
 
     def parse(self, raw: pl.Series, sub: str | None, ctx: ParseContext) -> Parsed:
         if sub == "primaryLinkLabel":
@@ -195,6 +205,7 @@ class FullNameCodec(FieldCodec):
 
     types: ClassVar[tuple[str, ...]] = ("FULL_NAME",)
     subfields: ClassVar[tuple[str, ...]] = ("firstName", "lastName")
+    draft_paths: ClassVar[tuple[str | None, ...]] = (None, "firstName", "lastName")
 
     def parse(self, raw: pl.Series, sub: str | None, ctx: ParseContext) -> Parsed:
         value = name_parts(raw) if sub is None else raw
@@ -214,6 +225,13 @@ class AddressCodec(FieldCodec):
         "addressCountry",
         "addressLat",
         "addressLng",
+    )
+    draft_paths: ClassVar[tuple[str | None, ...]] = (
+        "addressStreet1",
+        "addressCity",
+        "addressPostcode",
+        "addressState",
+        "addressCountry",
     )
 
     def parse(self, raw: pl.Series, sub: str | None, ctx: ParseContext) -> Parsed:
@@ -297,6 +315,7 @@ class RichTextCodec(FieldCodec):
 
     types: ClassVar[tuple[str, ...]] = ("RICH_TEXT_V2",)
     subfields: ClassVar[tuple[str, ...]] = ("blocknote", "markdown")
+    draft_paths: ClassVar[tuple[str | None, ...]] = ()  # long texts: mapped by hand
 
     def parse(self, raw: pl.Series, sub: str | None, ctx: ParseContext) -> Parsed:
         n = raw.len()
@@ -310,3 +329,4 @@ class ActorCodec(FieldCodec):
 
     types: ClassVar[tuple[str, ...]] = ("ACTOR",)
     subfields: ClassVar[tuple[str, ...]] = ("source", "workspaceMemberId", "name", "context")
+    draft_paths: ClassVar[tuple[str | None, ...]] = ()

@@ -130,6 +130,10 @@ class DateTimeCodec(FieldCodec):
 
     types: ClassVar[tuple[str, ...]] = ("DATE_TIME",)
     wire_format: ClassVar[str] = "%Y-%m-%dT%H:%M:%S.000Z"
+    sample_kind: ClassVar[str | None] = "date"
+
+    def looks_like(self, values: pl.Series) -> pl.Series:
+        return to_datetime(values, None)[0].is_not_null()
 
     def parse(self, raw: pl.Series, sub: str | None, ctx: ParseContext) -> Parsed:
         value, error = to_datetime(raw, ctx.spec.date_format)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, ClassVar
 
 import polars as pl
+from rapidfuzz import fuzz
 
 from pipeline.fields.base import (
     FieldCodec,
@@ -17,6 +19,9 @@ from pipeline.fields.base import (
     quoted,
     split_or_json,
 )
+
+OPTION_THRESHOLD = 90  # a draft maps a label to an option it matches this well ...
+OPTION_MARGIN = 10  # ... and this much better than to any other option
 
 if TYPE_CHECKING:
     from pipeline.mapping import FieldSpec
@@ -99,6 +104,7 @@ class MultiSelectCodec(FieldCodec):
     written as a JSON list."""
 
     types: ClassVar[tuple[str, ...]] = ("MULTI_SELECT",)
+    holds_list: ClassVar[bool] = True
 
     def __init__(self, separator: str | None = None) -> None:
         self.separator = separator
@@ -120,3 +126,49 @@ class MultiSelectCodec(FieldCodec):
         if self.separator is not None:
             spec["split"] = self.separator
         return {name: spec}
+
+
+def option_table(labels: list[str], f: Field) -> list[tuple[str, str | None, str]]:
+    """Each label -> (label, option value or None, why), matching by label and value.
+
+    A label equal to an option's value or label (case-insensitive) maps to it. Otherwise it
+    maps to the option it is close to only when that is unambiguous: at least
+    OPTION_THRESHOLD, and OPTION_MARGIN above the next option. Any other label is left
+    for the user (None): a guessed table would load wrong data.
+    """
+    names = ", ".join(o.value for o in f.options)
+
+    def compact(text: str) -> str:
+        return re.sub(r"[\W_]+", "", text.casefold())
+
+    out: list[tuple[str, str | None, str]] = []
+    for label in labels:
+        exact = f.option(label)
+        if exact is None and f.type == "RATING" and label.isdigit():
+            # normalize reads 1..n as the n-th rating option
+            index = int(label)
+            exact = f.options[index - 1] if 1 <= index <= len(f.options) else None
+        if exact is not None:
+            out.append((label, exact.value, "same as the option"))
+            continue
+        scores = sorted(
+            (
+                (
+                    max(
+                        fuzz.ratio(compact(label), compact(o.value)),
+                        fuzz.ratio(compact(label), compact(o.label)),
+                    ),
+                    o.value,
+                )
+                for o in f.options
+            ),
+            reverse=True,
+        )
+        best, runner = scores[0], scores[1] if len(scores) > 1 else (0.0, "")
+        if best[0] >= OPTION_THRESHOLD and best[0] - runner[0] >= OPTION_MARGIN:
+            out.append(
+                (label, best[1], f"close to {best[1]} ({best[0]:.0f}; next {runner[0]:.0f})")
+            )
+        else:
+            out.append((label, None, f"options: {names}"))
+    return out

@@ -383,33 +383,42 @@ def fast_phones(raw: pl.Series, home: pl.Series) -> pl.DataFrame:
     (+1, +44, +7) the row country is tried when it shares it, else the code's main
     region, and the number is kept here only if phonenumbers would give it that region.
     """
-    codes = _calling_codes()
-    keys, mains = list(codes), list(codes.values())
+    frame = _with_home_facts(pl.DataFrame({"raw": raw, "home": home}).lazy(), home)
+    table = _calling_code_split(frame).collect()
+    return _check_regions(table)
+
+
+def _with_home_facts(frame: pl.LazyFrame, home: pl.Series) -> pl.LazyFrame:
+    """Each row's home calling code (``h_calling``) and international prefix (``h_idd``)."""
     homes = home.drop_nulls().unique().to_list()
     infos = [region_info(h) for h in homes]
-    frame = pl.DataFrame({"raw": raw, "home": home}).lazy()
     if len(homes) == 1 and home.null_count() == 0:  # one country for the chunk
         only = infos[0]
-        frame = frame.with_columns(
+        return frame.with_columns(
             pl.lit(only.calling if only else None, dtype=pl.String).alias("h_calling"),
             pl.lit(only.idd if only else None, dtype=pl.String).alias("h_idd"),
         )
-    else:
-        facts = pl.DataFrame(
-            {
-                "home": homes,
-                "h_calling": [i.calling if i else None for i in infos],
-                "h_idd": [(i.idd if i else None) for i in infos],
-            },
-            schema={"home": pl.String, "h_calling": pl.String, "h_idd": pl.String},
-        ).lazy()
-        frame = frame.join(facts, on="home", how="left", maintain_order="left").with_columns(
-            # no home country: "00" is read as the international prefix
-            pl.when(pl.col("home").is_null())
-            .then(pl.lit("00"))
-            .otherwise(pl.col("h_idd"))
-            .alias("h_idd"),
-        )
+    facts = pl.DataFrame(
+        {
+            "home": homes,
+            "h_calling": [i.calling if i else None for i in infos],
+            "h_idd": [(i.idd if i else None) for i in infos],
+        },
+        schema={"home": pl.String, "h_calling": pl.String, "h_idd": pl.String},
+    ).lazy()
+    return frame.join(facts, on="home", how="left", maintain_order="left").with_columns(
+        # no home country: "00" is read as the international prefix
+        pl.when(pl.col("home").is_null())
+        .then(pl.lit("00"))
+        .otherwise(pl.col("h_idd"))
+        .alias("h_idd"),
+    )
+
+
+def _calling_code_split(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Digits -> ``n0`` (after the calling code), ``c`` region to check, ``k`` +code."""
+    codes = _calling_codes()
+    keys, mains = list(codes), list(codes.values())
     clean = pl.col("raw").str.replace_all(r"[\s().\-/\u00a0]", "")
     frame = frame.with_columns(clean.alias("clean"))
     clean = pl.col("clean")
@@ -449,12 +458,15 @@ def fast_phones(raw: pl.Series, home: pl.Series) -> pl.DataFrame:
         .otherwise(cc.replace_strict(keys, mains, default=None, return_dtype=pl.String))
     )
     todo = pl.col("simple") & cc.is_not_null()
-    frame = frame.select(
+    return frame.select(
         pl.when(pl.col("intl")).then(d.str.slice(cc.str.len_chars())).otherwise(d).alias("n0"),
         pl.when(todo).then(region).alias("c"),
         pl.format("+{}", cc).alias("k"),
     )
-    table = frame.collect()
+
+
+def _check_regions(table: pl.DataFrame) -> pl.DataFrame:
+    """Each row's national number checked against its region: ``ok``, ``n``, ``c``, ``k``."""
     regions = table["c"].drop_nulls().unique().to_list()
     if len(regions) <= ONE_PASS_REGIONS:
         number: pl.Expr = pl.col("n0")

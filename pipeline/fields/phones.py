@@ -290,6 +290,11 @@ class PhonesCodec(FieldCodec):
     )
     list_subfields: ClassVar[frozenset[str]] = frozenset({"additionalPhones"})
     unique_subfield: ClassVar[str | None] = "primaryPhoneNumber"
+    sample_kind: ClassVar[str | None] = "phone"
+
+    def looks_like(self, values: pl.Series) -> pl.Series:
+        digits = values.str.count_matches(r"\d") >= 7
+        return values.str.contains(r"^\+?[\d\s().-]{7,20}$") & digits
 
     def parse(self, raw: pl.Series, sub: str | None, ctx: ParseContext) -> Parsed:
         """A number (the whole struct, which normalize spreads: PHONE_PARTS), the list

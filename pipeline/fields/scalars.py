@@ -148,6 +148,7 @@ class ArrayCodec(FieldCodec):
     items of a JSON list as an export writes them)."""
 
     types: ClassVar[tuple[str, ...]] = ("ARRAY",)
+    holds_list: ClassVar[bool] = True
 
     def parse(self, raw: pl.Series, sub: str | None, ctx: ParseContext) -> Parsed:
         return Parsed(split_or_json(raw, ctx.spec.split, None), no_error(raw.len()))
