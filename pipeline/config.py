@@ -1,5 +1,10 @@
 """Settings: one frozen object built from flags > environment > defaults.
 
+What one side of a connection needs (URL, key, pace, API flavour, sandbox) is a
+:class:`Workspace` value inside it, so a command that talks to two workspaces (a
+migration) holds two of them; the run's own options (batch size, state folder,
+logging) stay on :class:`Settings`.
+
 The API key is a :class:`Secret` whose ``repr`` and ``str`` are ``***``; only the
 client calls :meth:`Secret.reveal`, to build the ``Authorization`` header. What is
 logged or reported about the key is its *source* (``TWENTY_API_KEY``, a file path),
@@ -13,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, cast
+from typing import Generic, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,6 +26,7 @@ import httpx
 from pipeline.errors import ConfigError
 
 ApiFlavour = Literal["graphql", "rest"]
+_T = TypeVar("_T")
 LogFormat = Literal["text", "json"]
 
 DEFAULT_STATE_DIR = Path(".twenty-pipeline")
@@ -216,6 +222,16 @@ class Workspace:
 _NOT_GIVEN = Workspace()
 
 
+class _FromWorkspace(Generic[_T]):
+    """A read-only :class:`Settings` attribute that is one of its workspace's."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, settings: Settings, owner: type[Settings] | None = None) -> _T:
+        return cast(_T, getattr(settings.workspace, self.name))
+
+
 @dataclass(frozen=True, init=False)
 class Settings:
     """Everything a run needs to know, read once and never changed.
@@ -283,55 +299,16 @@ class Settings:
         object.__setattr__(self, "quiet", quiet)
         object.__setattr__(self, "log_format", log_format)
 
-    @property
-    def api_url(self) -> str | None:
-        """``workspace.url``."""
-        return self.workspace.url
-
-    @property
-    def api_key(self) -> Secret | None:
-        """``workspace.key``."""
-        return self.workspace.key
-
-    @property
-    def api_key_source(self) -> str | None:
-        """``workspace.key_source``."""
-        return self.workspace.key_source
-
-    @property
-    def sandbox(self) -> Path | None:
-        """``workspace.sandbox``."""
-        return self.workspace.sandbox
-
-    @property
-    def api(self) -> ApiFlavour:
-        """``workspace.api``."""
-        return self.workspace.api
-
-    @property
-    def rate(self) -> Rate:
-        """``workspace.rate``."""
-        return self.workspace.rate
-
-    @property
-    def concurrency(self) -> int:
-        """``workspace.concurrency``."""
-        return self.workspace.concurrency
-
-    @property
-    def allow_insecure(self) -> bool:
-        """``workspace.allow_insecure``."""
-        return self.workspace.allow_insecure
-
-    @property
-    def timeout(self) -> float:
-        """``workspace.timeout``."""
-        return self.workspace.timeout
-
-    @property
-    def call_deadline(self) -> float:
-        """``workspace.call_deadline``."""
-        return self.workspace.call_deadline
+    api_url = _FromWorkspace[str | None]("url")
+    api_key = _FromWorkspace[Secret | None]("key")
+    api_key_source = _FromWorkspace[str | None]("key_source")
+    sandbox = _FromWorkspace[Path | None]("sandbox")
+    api = _FromWorkspace[ApiFlavour]("api")
+    rate = _FromWorkspace[Rate]("rate")
+    concurrency = _FromWorkspace[int]("concurrency")
+    allow_insecure = _FromWorkspace[bool]("allow_insecure")
+    timeout = _FromWorkspace[float]("timeout")
+    call_deadline = _FromWorkspace[float]("call_deadline")
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -20,8 +20,10 @@ FIELDS_PATH = "/rest/metadata/fields"
 class Metadata:
     """The data model of one workspace, read through its session."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, page_size: int = PAGE_SIZE) -> None:
         self.session = session
+        self.page_size = page_size
+        """Items asked for per call: Twenty's largest page, so a workspace takes one or two."""
 
     async def objects(self) -> list[Record]:
         """Every object of the workspace (with ``fields`` when the server embeds them)."""
@@ -33,7 +35,7 @@ class Metadata:
 
     async def _list(self, path: str) -> list[Record]:
         async def fetch(cursor: str | None) -> Page:
-            params: dict[str, Any] = {"limit": PAGE_SIZE}
+            params: dict[str, Any] = {"limit": self.page_size}
             if cursor:
                 params["starting_after"] = cursor
             body = await self.session.request("metadata", "GET", path, params=params)
