@@ -134,7 +134,7 @@ def add_option(box: Sandbox, object_name: str, field_name: str, value: str) -> N
         {"id": "opt-" + value, "value": value, "label": value.title(), "position": 9}
     )
     engine.db.execute("UPDATE fields SET dto = ? WHERE id = ?", (json.dumps(dto), field.id))
-    engine.metadata.model = engine.metadata._load_model()  # the sandbox reads its model again
+    engine.reload_metadata()  # the sandbox reads its data model again
 
 
 async def test_resume_after_a_select_option_was_added_judges_rejects_again(
