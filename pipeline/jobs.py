@@ -44,6 +44,7 @@ from pipeline.twenty import TwentyClient
 JOB_KEYS = {"version", "name", "steps", "incremental", "delete_missing"}
 STEP_KEYS = {"mapping", "source", "name"}
 StepStatus = Literal["finished", "failed", "skipped"]
+STATUSES: tuple[StepStatus, ...] = ("finished", "failed", "skipped")
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,17 @@ class JobHooks:
     on_total: TotalHook | None = None
 
 
+@dataclass(frozen=True)
+class StepSettings:
+    """How every step of a run imports (the same for each)."""
+
+    batch_size: int = 60
+    concurrency: int = 4
+    on_deleted: OnDeleted = "restore"
+    restart: bool = False
+    incremental: bool = False
+
+
 async def run_job(
     job: Job,
     client: TwentyClient,
@@ -275,7 +287,9 @@ async def run_job(
     """
     started = time.monotonic()
     folder = state_dir / job.name
-    hooks = hooks or JobHooks()
+    settings = StepSettings(
+        batch_size, concurrency, on_deleted, restart, incremental or job.incremental
+    )
     report = JobReport(job=str(job.path), name=job.name, state_dir=str(folder))
     with state_lock(folder, f"the job {job.path}", wait=wait):
         schema = await load_schema(client)
@@ -286,67 +300,76 @@ async def run_job(
             blocked = sorted(needs[step.name] & set(stopped))
             if blocked:
                 why = f"skipped: step {blocked[0]} did not finish ({stopped[blocked[0]]})"
-                stopped[step.name] = "skipped"
-                _ended(job, report, StepResult(step, "skipped", reason=why, exit_code=EXIT_FAILED))
-                continue
-            if hooks.on_step is not None:
-                hooks.on_step(step, position, len(ordered))
-            emit(
-                "step_start",
-                f"job {job.name}: step {step.name} starts",
-                job=job.name,
-                step=step.name,
-                position=position,
-                steps=len(ordered),
-            )
-            try:
-                step_report = await import_file(
-                    step.mapping,
-                    client,
-                    state_dir=folder,
-                    folder=folder / step.name,
-                    source=step.source,
-                    batch_size=batch_size,
-                    concurrency=concurrency,
-                    on_deleted=on_deleted,
-                    restart=restart,
-                    incremental=incremental or job.incremental,
-                    progress=hooks.progress,
-                    on_start=hooks.on_start,
-                    on_total=hooks.on_total,
-                    schema=schema,
-                    known_ids=known,
+                result = StepResult(step, "skipped", reason=why, exit_code=EXIT_FAILED)
+            else:
+                emit(
+                    "step_start",
+                    f"job {job.name}: step {step.name} starts",
+                    job=job.name,
+                    step=step.name,
+                    position=position,
+                    steps=len(ordered),
                 )
-            except Interrupted:
-                raise
-            except PipelineError as exc:
-                stopped[step.name] = "failed"
-                _ended(
-                    job,
-                    report,
-                    StepResult(step, "failed", reason=str(exc), exit_code=exc.exit_code),
-                )
-                continue
-            _ended(
-                job,
-                report,
-                StepResult(step, "finished", step_report, exit_code=step_report.exit_code),
-            )
-            _remember_ids(known, step, step_report, schema)
+                if hooks is not None and hooks.on_step is not None:
+                    hooks.on_step(step, position, len(ordered))
+                result = await _run_step(step, client, folder, settings, hooks, schema, known)
+            _ended(job, report, result)
+            if result.status != "finished":
+                stopped[step.name] = result.status
     report.seconds = time.monotonic() - started
     _write_job_report(folder, report)
+    _job_ended(job, report)
+    return report
+
+
+async def _run_step(
+    step: Step,
+    client: TwentyClient,
+    folder: Path,
+    settings: StepSettings,
+    hooks: JobHooks | None,
+    schema: WorkspaceSchema,
+    known: dict[tuple[str, str], dict[str, str]],
+) -> StepResult:
+    """Import one step; a failure is the step's result, an interruption stops the job."""
+    hooks = hooks or JobHooks()
+    try:
+        step_report = await import_file(
+            step.mapping,
+            client,
+            state_dir=folder,
+            folder=folder / step.name,
+            source=step.source,
+            batch_size=settings.batch_size,
+            concurrency=settings.concurrency,
+            on_deleted=settings.on_deleted,
+            restart=settings.restart,
+            incremental=settings.incremental,
+            progress=hooks.progress,
+            on_start=hooks.on_start,
+            on_total=hooks.on_total,
+            schema=schema,
+            known_ids=known,
+        )
+    except Interrupted:
+        raise
+    except PipelineError as exc:
+        return StepResult(step, "failed", reason=str(exc), exit_code=exc.exit_code)
+    _remember_ids(known, step, step_report, schema)
+    return StepResult(step, "finished", step_report, exit_code=step_report.exit_code)
+
+
+def _job_ended(job: Job, report: JobReport) -> None:
+    """The ``job_end`` event."""
+    counts = {status: sum(s.status == status for s in report.steps) for status in STATUSES}
     emit(
         "job_end",
-        f"job {job.name}: {sum(s.status == 'finished' for s in report.steps)} of "
-        f"{len(report.steps)} steps finished",
+        f"job {job.name}: {counts['finished']} of {len(report.steps)} steps finished",
         job=job.name,
         exit_code=report.exit_code,
         seconds=round(report.seconds, 3),
-        finished=sum(s.status == "finished" for s in report.steps),
-        failed=sum(s.status == "failed" for s in report.steps),
-        skipped=sum(s.status == "skipped" for s in report.steps),
+        **counts,
     )
-    return report
 
 
 def _ended(job: Job, report: JobReport, result: StepResult) -> None:

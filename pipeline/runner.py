@@ -292,6 +292,12 @@ async def import_file(
         report.exit_code = EXIT_REJECTED if report.rejected else 0
         report.run_id = run.id
         write_report(folder, report, run.id)
+    _import_ended(mapping, report)
+    return report
+
+
+def _import_ended(mapping: Mapping, report: ImportReport) -> None:
+    """The ``import_end`` event: the run's figures for a log collector."""
     emit(
         "import_end",
         f"import {mapping.name}: {report.rows_read} rows read, {report.loaded} loaded, "
@@ -311,7 +317,6 @@ async def import_file(
         seconds=round(report.seconds, 3),
         exit_code=report.exit_code,
     )
-    return report
 
 
 async def _import_run(
