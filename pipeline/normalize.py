@@ -184,9 +184,7 @@ def raw_texts(
 # --------------------------------------------------------------------------- typing
 
 
-def evaluate(
-    raw: pl.Series, spec: FieldSpec, f: Field, sub: str | None, ctx: ParseContext, plan: Plan
-) -> Parsed:
+def evaluate(raw: pl.Series, sub: str | None, ctx: ParseContext, plan: Plan) -> Parsed:
     """One spec's text (see :func:`raw_expr`) typed: its value and its per-row error.
 
     Columns that repeat their values (cities, companies, stages, dates) are typed once
@@ -194,14 +192,14 @@ def evaluate(
     """
     n = raw.len()
     if ctx.countries is not None:
-        return codec_for(f.type).parse(raw, sub, ctx)
+        return codec_for(ctx.field.type).parse(raw, sub, ctx)
     # A sample spread over the chunk (not its head: exports are often sorted) says
     # whether hashing the whole column can pay.
     sample = raw.gather_every(max(n // 500, 1)) if n >= 1000 else None
     if sample is not None and sample.n_unique() * 2 < sample.len():
         distinct = raw.unique(maintain_order=True)
         if distinct.len() * 4 < n:
-            out = _evaluate(distinct, spec, f, sub, ctx, plan)
+            out = _evaluate(distinct, sub, ctx, plan)
             index = pl.DataFrame({"raw": raw}).join(
                 pl.DataFrame({"raw": distinct}).with_row_index("i"),
                 on="raw",
@@ -210,13 +208,12 @@ def evaluate(
                 maintain_order="left",
             )["i"]
             return Parsed(out.value.gather(index), out.error.gather(index))
-    return _evaluate(raw, spec, f, sub, ctx, plan)
+    return _evaluate(raw, sub, ctx, plan)
 
 
-def _evaluate(
-    raw: pl.Series, spec: FieldSpec, f: Field, sub: str | None, ctx: ParseContext, plan: Plan
-) -> Parsed:
+def _evaluate(raw: pl.Series, sub: str | None, ctx: ParseContext, plan: Plan) -> Parsed:
     """A relation looked up by a unique field of its target is typed as that field."""
+    f, spec = ctx.field, ctx.spec
     if f.relation is not None and spec.lookup not in (None, "id"):
         target = plan.schema.object(f.relation.target_object)
         resolved = target.resolve_path(spec.lookup) if target else None
@@ -244,7 +241,7 @@ def _type_specs(chunk: pl.DataFrame, plan: Plan) -> list[tuple[FieldSpec, pl.Ser
             else None
         )
         ctx = ParseContext(resolved[0], spec, keys_only=plan.keys_only, countries=country)
-        return spec, raw, evaluate(raw, spec, resolved[0], resolved[1], ctx, plan)
+        return spec, raw, evaluate(raw, resolved[1], ctx, plan)
 
     # Specs are independent and polars releases the GIL while it computes, so two
     # threads keep both cores busy.
