@@ -102,19 +102,6 @@ class Engine:
         self.metadata.model = self.metadata.load_model()
         return self.metadata.model
 
-    # Kept for tests/test_state.py, which reloads the model as ``engine._schema =
-    # engine._load_schema()`` after editing a field DTO; ``reload_metadata`` replaces it.
-    def _load_schema(self) -> WorkspaceModel:
-        return self.metadata.load_model()
-
-    @property
-    def _schema(self) -> WorkspaceModel:
-        return self.metadata.model
-
-    @_schema.setter
-    def _schema(self, model: WorkspaceModel) -> None:
-        self.metadata.model = model
-
     def object(self, name: str) -> ObjectModel:
         """The object named ``name`` (singular or plural); 400 for an unknown one."""
         return self.metadata.object(name)
