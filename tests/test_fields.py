@@ -622,3 +622,36 @@ def test_json_list_cells_read_as_their_items_unless_a_split_is_given() -> None:
     ]
     split = payloads(SCHEMA, {"aliases": {"column": "c", "split": ","}}, {"c": ['["a","b"]']})
     assert split == [{"aliases": ['["a"', '"b"]']}]
+
+
+def test_iso_timestamps_in_utc_written_with_z_are_read_exactly() -> None:
+    from datetime import datetime
+
+    from pipeline.fields.dates import to_datetime
+
+    raw = pl.Series(
+        [
+            "2024-01-02T03:04:05.000Z",
+            "2024-01-02T03:04:05Z",
+            "2024-01-02T03:04:05.250z",
+            "2024-01-02Z",
+        ]
+    )
+    value, error = to_datetime(raw, None)
+    assert value.to_list()[:3] == [
+        datetime(2024, 1, 2, 3, 4, 5),
+        datetime(2024, 1, 2, 3, 4, 5),
+        datetime(2024, 1, 2, 3, 4, 5, 250_000),
+    ]
+    assert value[3] is None and error.to_list()[3] == "'2024-01-02Z' is not a date"
+
+
+def test_an_amount_too_large_for_micros_is_rejected_not_raised() -> None:
+    from pipeline.fields.composites import to_micros
+
+    raw = pl.Series(["100000000000000000000000000", "9223372036854.775807", "0001.5"])
+    parsed = to_micros(raw, None)
+    assert parsed.value.to_list() == [None, 9_223_372_036_854_775_807, 1_500_000]
+    assert parsed.error.to_list()[0] == (
+        "'100000000000000000000000000' is too large for an amount (at most 9,223,372,036,854)"
+    )

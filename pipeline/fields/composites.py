@@ -255,7 +255,11 @@ def to_micros(raw: pl.Series, decimal: str | None) -> Parsed:
     else:
         cleaned = cleaned.str.replace_all(",", "", literal=True)
     shape_ok = cleaned.str.contains(r"^[+-]?\d+(\.\d{0,6})?$|^[+-]?\.\d{1,6}$")
-    decimal_value = pl.select(pl.when(shape_ok).then(cleaned).otherwise(None)).to_series()
+    # micros are a 64-bit integer in Twenty: at most 9,223,372,036,854 units
+    too_large = shape_ok & cleaned.str.contains(r"^[+-]?0*[1-9]\d{13,}")
+    decimal_value = pl.select(
+        pl.when(shape_ok & ~too_large).then(cleaned).otherwise(None)
+    ).to_series()
     micros = (decimal_value.cast(pl.Decimal(38, 6), strict=False) * 1_000_000).cast(
         pl.Int64, strict=False
     )
@@ -264,6 +268,8 @@ def to_micros(raw: pl.Series, decimal: str | None) -> Parsed:
     error = pl.select(
         pl.when(too_precise)
         .then(pl.format("{} has more than 6 decimals", quoted(raw)))
+        .when(too_large | (micros.is_null() & shape_ok & raw.is_not_null()))
+        .then(pl.format("{} is too large for an amount (at most 9,223,372,036,854)", quoted(raw)))
         .otherwise(error)
     ).to_series()
     return Parsed(micros, error)

@@ -86,6 +86,8 @@ def to_datetime(raw: pl.Series, date_format: str | None) -> tuple[pl.Series, pl.
     rest = pl.select(pl.when(date_part.is_null()).then(raw)).to_series()
     dt_part = _parse_any(rest, DATETIME_FORMATS)
     rest = pl.select(pl.when(dt_part.is_null()).then(rest)).to_series()
+    # ISO 8601's "Z" is UTC: what Twenty, Salesforce and most APIs write
+    rest = rest.str.replace(r"(\d)[Zz]$", "${1}+00:00")
     tz_part = _parse_any(rest, DATETIME_TZ_FORMATS, tz=True)
     parts = raw.str.extract_groups(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$")
     first = parts.struct.field("1").cast(pl.Int32, strict=False)
