@@ -65,16 +65,15 @@ class Sink(ABC):
         self.label = label
         self.count = 0
         self._done = False
-        self._target = path
         self._in_place = False
-        self._partial = path
+        self._temporary: Path | None = None  # what abort removes: never the target itself
         try:
-            if path.is_symlink():
-                self._target = path.resolve()  # the link stays; its file is replaced
+            self._target = path.resolve() if path.is_symlink() else path  # the link stays
             if self._target.exists():
                 self._in_place = not stat.S_ISREG(self._target.stat().st_mode)
             if not self._in_place:
-                self._partial = _temporary_name(self._target)
+                self._temporary = _temporary_name(self._target)
+            self._partial = self._temporary or self._target
             self._target.parent.mkdir(parents=True, exist_ok=True)
             self._start()
         except OSError as exc:
@@ -153,8 +152,9 @@ class Sink(ABC):
         self._discard()
 
     def _discard(self) -> None:
-        if not self._in_place:
-            self._partial.unlink(missing_ok=True)
+        if self._temporary is not None:
+            with contextlib.suppress(OSError):  # never created (its folder may not exist)
+                self._temporary.unlink(missing_ok=True)
 
     def _failed(self, exc: OSError) -> SinkError:
         return SinkError(

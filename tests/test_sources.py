@@ -414,3 +414,13 @@ def test_rows_from_a_store_are_written_as_text_in_batches(
         sink.write_rows((row, f"k{row}", None if row == 3 else "created") for row in (2, 3, 4))
     assert written == [2, 1]
     assert path.read_bytes() == b"_row,key,outcome\r\n2,k2,created\r\n3,k3,\r\n4,k4,created\r\n"
+
+
+def test_a_sink_that_cannot_start_touches_nothing(tmp_path: Path) -> None:
+    blocker = tmp_path / "ledgers"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(SinkError) as info:
+        open_sink(blocker / "rejects.csv", columns=["a"], label="rejects file")
+    assert str(info.value).startswith(f"cannot write the rejects file {blocker / 'rejects.csv'}: ")
+    assert _leftovers(tmp_path) == ["ledgers"]
+    assert blocker.read_text() == "a file where a folder should be"
