@@ -9,23 +9,24 @@ is whole or absent. Text cells that a spreadsheet would run as a formula are esc
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from pipeline.cells import LEDGER_COLUMNS, escape_row
+from pipeline.cells import LEDGER_COLUMNS
 from pipeline.errors import StateError
 from pipeline.normalize import KEY_SEPARATOR
+from pipeline.sinks import SinkError, open_sink
 from pipeline.state import StateStore
 
 if TYPE_CHECKING:
     from pipeline.reports import ImportReport
 
 LEDGER_FILES = ("success.csv", "rejects.csv", "report.json")
+SUCCESS_COLUMNS = ("_row", "key", "id", "outcome", "note")
 
 
 def run_folder(folder: Path, run_id: int) -> Path:
@@ -39,43 +40,32 @@ def rejects_header(columns: list[str]) -> list[str]:
 
 
 class RejectsWriter:
-    """Appends rejected rows to a CSV: the original columns, then the ledger columns."""
+    """Rejected rows as they come: the original columns, then the ledger columns.
+
+    A :class:`~pipeline.sinks.Sink`: the file appears whole when closed, or not at all.
+    """
 
     def __init__(self, path: Path, columns: list[str]) -> None:
         self.path = path
         self.columns = rejects_header(columns)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = path.open("w", encoding="utf-8", newline="")
-        except OSError as exc:
-            raise self._failed(exc) from None
-        self._writer = csv.writer(self._handle)
-        self._writer.writerow(escape_row(self.columns))
-        self.count = 0
+        self._sink = open_sink(path, "csv", columns=self.columns, label="rejects file")
+
+    @property
+    def count(self) -> int:
+        """Rows written so far."""
+        return self._sink.count
 
     def write(self, frame: pl.DataFrame) -> None:
         """Write rejected rows (missing columns are left empty)."""
-        if frame.height == 0:
-            return
-        for name in self.columns:
-            if name not in frame.columns:
-                frame = frame.with_columns(pl.lit(None, pl.String).alias(name))
-        rows = frame.select([pl.col(c).cast(pl.String) for c in self.columns]).rows()
-        try:
-            self._writer.writerows(escape_row(r) for r in rows)
-        except OSError as exc:
-            raise self._failed(exc) from None
-        self.count += frame.height
+        self._sink.write(frame)
 
     def close(self) -> None:
-        """Flush and close the file."""
-        try:
-            self._handle.close()
-        except OSError as exc:
-            raise self._failed(exc) from None
+        """Finish the file and put it in place."""
+        self._sink.close()
 
-    def _failed(self, exc: OSError) -> StateError:
-        return StateError(f"cannot write the rejects file {self.path}: {exc.strerror or exc}")
+    def abort(self) -> None:
+        """Leave no file behind (the run failed before the end)."""
+        self._sink.abort()
 
 
 def write_ledgers(store: StateStore, folder: Path, columns: list[str], run_id: int) -> None:
@@ -87,39 +77,40 @@ def write_ledgers(store: StateStore, folder: Path, columns: list[str], run_id: i
         _write_rejects(store, target / "rejects.csv", columns, run_id)
         for name in ("success.csv", "rejects.csv"):
             _publish(target / name, folder / name)
-    except OSError as exc:
+    except (OSError, SinkError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise StateError(
-            f"the ledgers in {folder} could not be written ({exc.strerror or exc}); the "
+            f"the ledgers in {folder} could not be written ({why}); the "
             "state store is complete: free space, then run the same command again to write them"
         ) from None
 
 
 def _write_success(store: StateStore, path: Path, run_id: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["_row", "key", "id", "outcome", "note"])
+    rows = (
+        (str(row), (key or "").replace(KEY_SEPARATOR, " | "), record_id, outcome, note)
         for row, key, record_id, outcome, _stage, note, _ in store.iter_rows(
             rejected=False, run_id=run_id
-        ):
-            shown = (key or "").replace(KEY_SEPARATOR, " | ")
-            writer.writerow(escape_row([row, shown, record_id or "", outcome, note or ""]))
-    tmp.replace(path)
+        )
+    )
+    with open_sink(path, "csv", columns=SUCCESS_COLUMNS, label="success ledger") as sink:
+        sink.write_rows(rows)
 
 
 def _write_rejects(store: StateStore, path: Path, columns: list[str], run_id: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(escape_row(rejects_header(columns)))
+    def cells(original: str | None, row: int, stage: str | None, reason: str | None) -> list[Any]:
+        values = json.loads(original) if original else {}
+        found = [*(values.get(c) for c in columns), str(row), stage]
+        return [*found, values.get("_column"), values.get("_value"), reason]
+
+    rows = (
+        cells(original, row, stage, reason)
         for row, _key, _id, _outcome, stage, reason, original in store.iter_rows(
             rejected=True, run_id=run_id
-        ):
-            values = json.loads(original) if original else {}
-            cells = [*(values.get(c) for c in columns), row, stage]
-            cells += [values.get("_column"), values.get("_value"), reason]
-            writer.writerow(escape_row(cells))
-    tmp.replace(path)
+        )
+    )
+    header = rejects_header(columns)
+    with open_sink(path, "csv", columns=header, label="rejects ledger") as sink:
+        sink.write_rows(rows)
 
 
 def _publish(kept: Path, latest: Path) -> None:

@@ -103,9 +103,12 @@ def validate(
                         )
                 if progress is not None:
                     progress(part.rows.height)
-        finally:
+        except BaseException:
             if writer is not None:
-                writer.close()
+                writer.abort()  # a half-read file leaves no half a rejects file
+            raise
+        if writer is not None:
+            writer.close()
         report.rejects_path = rejects_path if rejects_path and report.rejected else None
         if rejects_path and not report.rejected:
             rejects_path.unlink(missing_ok=True)

@@ -165,10 +165,10 @@ class StateStore:
                 self.db.execute("PRAGMA synchronous=NORMAL")
             version = self._version()
             if version is None and not read_only:
-                self.db.executescript(SCHEMA)
-                self.db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
+                # one transaction: a kill during creation leaves no store, or a whole one
+                self.db.executescript(
+                    f"BEGIN IMMEDIATE;\n{SCHEMA}\nINSERT OR REPLACE INTO meta VALUES "
+                    f"('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;"
                 )
                 version = str(SCHEMA_VERSION)
         except sqlite3.Error as exc:
@@ -190,10 +190,14 @@ class StateStore:
         meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
         # schema 1 (checkpoint.sqlite) wrote its version under "version"
         version = meta.get("schema_version") or meta.get("version")
-        if version is None and "runs" in tables:
-            runs = self.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-            if not runs and not meta:
-                return None  # created, killed before its first run: nothing to keep
+        if version is None and not meta:
+            runs = (
+                self.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+                if "runs" in tables
+                else 0
+            )
+            if not runs:
+                return None  # a creation that an earlier release left half done: nothing to keep
         return version or "unknown"
 
     def close(self) -> None:

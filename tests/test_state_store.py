@@ -185,3 +185,13 @@ def test_status_shows_runs_and_keys(project: Path) -> None:
     assert lines[0].startswith("companies: complete - ")
     assert lines[1] == "  runs: 1 (last: #1, 1 attempt(s)); keys confirmed across runs: 7"
     assert lines[3] == "  rows: 7 created, 4 rejected"
+
+
+def test_a_store_whose_creation_was_cut_short_is_created_again(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    with sqlite3.connect(path) as db:  # killed after the first table of an older creation
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    with StateStore(path) as store:
+        assert store.last_run() is None and store.key_count() == 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta").fetchall() == [("2",)]
