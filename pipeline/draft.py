@@ -24,9 +24,9 @@ from pipeline.fields import codec_for
 from pipeline.fields.dates import to_datetime
 from pipeline.fields.options import option_table
 from pipeline.fields.samples import KIND_FITS, SAMPLED_TYPES, new_field_type, sample_kind
-from pipeline.mapping import FORMATS
 from pipeline.schema import Field, ObjectSchema, WorkspaceSchema
-from pipeline.sources import SourceReader
+from pipeline.sources import SourceReader, formats
+from pipeline.yaml_text import comment_text, one_line, yaml_scalar, yaml_str
 
 SAMPLE_ROWS = 200
 THRESHOLD = 80
@@ -189,18 +189,18 @@ def draft_mapping(
     base = output.parent if output else Path.cwd()
     rel = os.path.relpath(source.resolve(), base.resolve())
     lines = [
-        f"# Draft mapping of {_comment_text(source.name)} into {obj.name_singular} "
-        f"({_comment_text(obj.label_plural)}),",
+        f"# Draft mapping of {comment_text(source.name)} into {obj.name_singular} "
+        f"({comment_text(obj.label_plural)}),",
         "# written by `twenty-pipeline init-mapping`. Check every line, then run",
         "# `twenty-pipeline validate` on it before importing.",
         "version: 1",
         f"object: {obj.name_singular}",
         "source:",
-        f"  path: {_yaml_str(rel)}",
-        f"  format: {fmt}" if fmt in FORMATS else "",
+        f"  path: {yaml_str(rel)}",
+        f"  format: {fmt}" if fmt in formats() else "",
     ]
     if delimiter and delimiter != ",":
-        lines.append(f"  delimiter: {_yaml_str(delimiter)}")
+        lines.append(f"  delimiter: {yaml_str(delimiter)}")
     lines = [line for line in lines if line]
     lines += _key_lines(obj, [choice.cand.path for choice in chosen.values()])
     lines.append("on_duplicate_key: last")
@@ -211,8 +211,8 @@ def draft_mapping(
         cand, score = chosen[column].cand, chosen[column].score
         how = chosen[column].why or f"match {score:.0f}"
         lines.append(
-            f"  # {_comment_text(cand.field.label)} ({_describe(cand.field)}), "
-            f"from {_yaml_str(column)} ({how})"
+            f"  # {comment_text(cand.field.label)} ({_describe(cand.field)}), "
+            f"from {yaml_str(column)} ({how})"
         )
         lines.extend(_spec(column, cand, kinds[column], schema, sample))
     unmatched = [c for c in columns if c not in chosen]
@@ -220,10 +220,10 @@ def draft_mapping(
         lines.append("# Columns not mapped, and why (map them above, or leave them out):")
         for column in unmatched:
             why, suggestion = _why_not(column, obj, schema, used, cands, kinds, sample)
-            lines.append(f"#   {_yaml_str(column)}: {why}")
+            lines.append(f"#   {yaml_str(column)}: {why}")
             if suggestion:
                 lines.append(f"#     suggestion: {suggestion}")
-    return "\n".join(_one_line(line) for line in lines) + "\n"
+    return "\n".join(one_line(line) for line in lines) + "\n"
 
 
 def _choose(
@@ -376,7 +376,7 @@ def _why_not_ids(
 ) -> tuple[str, str | None]:
     """Why an id column is left out: where another system's ids could be kept."""
     name = obj.name_singular
-    col = _yaml_str(column)
+    col = yaml_str(column)
     target = _named_object(column, obj)
     if target is None:
         own = _id_fields(obj)
@@ -387,7 +387,7 @@ def _why_not_ids(
                 None,
             )
         if own and own[0] in used:
-            return f"{own[0]} is mapped from {_yaml_str(used[own[0]])}", None
+            return f"{own[0]} is mapped from {yaml_str(used[own[0]])}", None
         return (
             f"no field of {name} holds it; create a unique TEXT field such as hubspotId "
             "to keep it (and make it the key, so that re-runs match the same records)",
@@ -396,7 +396,7 @@ def _why_not_ids(
     relation = _relation_to(obj, target)
     if relation is not None and relation.name in used:
         return (
-            f"{relation.name} is mapped from {_yaml_str(used[relation.name])}; "
+            f"{relation.name} is mapped from {yaml_str(used[relation.name])}; "
             "swap them if this column is the better one",
             None,
         )
@@ -464,7 +464,7 @@ def _why_not_close(
     kind: str,
 ) -> tuple[str, str | None] | None:
     """The targets its name comes close to, those its sample fits first, if any."""
-    col = _yaml_str(column)
+    col = yaml_str(column)
     ranked = sorted(
         ((_score(column, cand, kinds[column], schema), cand) for cand in cands),
         key=lambda t: -t[0],
@@ -479,13 +479,13 @@ def _why_not_close(
         )
         if owner is not None and best.field.type == "PHONES":
             return (
-                f"{best.path} is mapped from {_yaml_str(owner)}; a second number goes "
+                f"{best.path} is mapped from {yaml_str(owner)}; a second number goes "
                 "into the record's additional phones",
                 f"phones.additionalPhones: {{column: {col}}}",
             )
         if owner is not None:
             return (
-                f"{best.path} is mapped from {_yaml_str(owner)}; swap them if this column "
+                f"{best.path} is mapped from {yaml_str(owner)}; swap them if this column "
                 "is the better one",
                 None,
             )
@@ -524,50 +524,6 @@ def _key_for(obj: ObjectSchema, paths: list[str]) -> str | None:
     return None
 
 
-# Characters written as they are inside a YAML double-quoted string or a comment: printable,
-# and not one of the line breaks YAML 1.1 knows beyond \n and \r (NEL, LS, PS) nor a BOM.
-_PLAIN = re.compile(
-    "[\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
-)
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"}
-
-
-def _yaml_str(text: str) -> str:
-    """``text`` as a YAML double-quoted string, safe on one line anywhere (values, comments)."""
-    out = []
-    for ch in text:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif _PLAIN.fullmatch(ch):
-            out.append(ch)
-        elif ord(ch) < 0x100:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    return '"' + "".join(out) + '"'
-
-
-def _scalar(text: str) -> str:
-    """An option value as a plain YAML scalar when it is an identifier, else quoted."""
-    plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text)
-    reserved = text.lower() in ("true", "false", "yes", "no", "on", "off", "null", "y", "n")
-    return text if plain and not reserved else _yaml_str(text)
-
-
-def _comment_text(text: str) -> str:
-    """``text`` as it is when a comment can hold it, else quoted and escaped."""
-    return text if all(_PLAIN.fullmatch(ch) for ch in text) else _yaml_str(text)
-
-
-def _one_line(line: str) -> str:
-    """Last guard: a draft line never carries a line break or unprintable character."""
-    if all(_PLAIN.fullmatch(ch) for ch in line):
-        return line
-    return "".join(ch if _PLAIN.fullmatch(ch) else _yaml_str(ch)[1:-1] for ch in line)
-
-
 def _country_column(sample: pl.DataFrame) -> str | None:
     """A column of the file that names each row's country (HubSpot's Country/Region)."""
     for name in sample.columns:
@@ -581,7 +537,7 @@ def _spec(
 ) -> list[str]:
     """The draft lines that map ``column`` to ``cand``."""
     f = cand.field
-    col = _yaml_str(column)
+    col = yaml_str(column)
     first = f"  {cand.path}: "
     if f.relation is not None:
         target = schema.object(f.relation.target_object)
@@ -602,7 +558,7 @@ def _spec(
         country = _country_column(sample)
         if country is not None:
             return [
-                first + f"{{column: {col}, country_column: {_yaml_str(country)}, "
+                first + f"{{column: {col}, country_column: {yaml_str(country)}, "
                 "default_country: US}  # each row's country first; set your default"
             ]
         return [first + f"{{column: {col}, default_country: US}}  # set your country"]
@@ -633,10 +589,10 @@ def _spec(
             )
             for label, value, why in table:
                 if value is not None:
-                    lines.append(f"      {_yaml_str(label)}: {_scalar(value)}  # {why}")
+                    lines.append(f"      {yaml_str(label)}: {yaml_scalar(value)}  # {why}")
             for label, value, why in table:
                 if value is None:
-                    lines.append(f"      # {_yaml_str(label)}: ?  # {why}")
+                    lines.append(f"      # {yaml_str(label)}: ?  # {why}")
             return lines
     if split:
         return [first + f'{{column: {col}, split: ","}}']

@@ -34,6 +34,7 @@ row number, stage and reason, and ends in rejects.csv.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,10 +48,68 @@ EXIT_REJECTED = 3
 EXIT_INTERRUPTED = 130
 
 
+@dataclass(frozen=True)
+class SettingAdvice:
+    """A setting the user can change to get past an error, as data rather than prose.
+
+    The library knows *which* setting helps and what it does; how a setting is spelled
+    on a command line (``--api graphql``, ``--restart``) is the CLI's business, so the
+    CLI words its own advice after the error's :attr:`PipelineError.message`.
+    ``str(error)`` uses :meth:`in_words`, for library callers.
+
+    Attributes:
+        setting: the name of the setting or parameter (``api``, ``restart``, ``state_dir``).
+        value: the value that helps (``graphql``); ``True`` for a switch to turn on;
+            ``""`` when any value of the user's choice may do (a folder).
+        certain: True when the change fixes the error, False when it may.
+        purpose: what the change does, in words ("start over", "a writable folder").
+        alternative: the advice is one way out among others the message names
+            (joined with ", or" rather than "; ").
+    """
+
+    setting: str
+    value: str | bool
+    certain: bool = True
+    purpose: str = ""
+    alternative: bool = False
+
+    def in_words(self) -> str:
+        """The advice for a caller of the library: ``use api=graphql``."""
+        if self.value is True:
+            return f"set {self.setting} to {self.purpose}"
+        if self.value == "":
+            return f"{self.purpose} (the {self.setting} setting)"
+        return f"{'use' if self.certain else 'try'} {self.setting}={self.value}"
+
+
 class PipelineError(Exception):
-    """Root of every error the product raises on purpose."""
+    """Root of every error the product raises on purpose.
+
+    ``message`` says what happened; ``advice``, when a setting gets past the error,
+    says which (see :class:`SettingAdvice`). ``str(error)`` joins the two.
+    """
 
     exit_code: int = EXIT_FAILED
+
+    def __init__(self, message: str = "", *, advice: SettingAdvice | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.advice = advice
+
+    def details(self) -> str:
+        """What happened, without advice (subclasses add what they know)."""
+        return self.message
+
+    def described(self, adviser: Callable[[SettingAdvice], str]) -> str:
+        """The details, then the advice as ``adviser`` words it."""
+        text = self.details()
+        if self.advice is None:
+            return text
+        joiner = ", or " if self.advice.alternative else "; "
+        return f"{text}{joiner}{adviser(self.advice)}"
+
+    def __str__(self) -> str:
+        return self.described(SettingAdvice.in_words)
 
 
 class InputError(PipelineError):
@@ -98,52 +157,11 @@ class ApiError(PipelineError):
         server_message: str | None = None,
         advice: SettingAdvice | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
-        """What happened, without advice: the text a caller that words its own advice shows."""
+        super().__init__(message, advice=advice)
         self.status_code = status_code
         self.method = method
         self.path = path
         self.server_message = server_message
-        self.advice = advice
-        """The setting that gets past this error, when one does (see :class:`SettingAdvice`)."""
-
-    def __str__(self) -> str:
-        if self.advice is None:
-            return self.message
-        return f"{self.message}; {self.advice.wording()}"
-
-
-@dataclass(frozen=True)
-class SettingAdvice:
-    """A setting the user can change to get past an error, as data rather than prose.
-
-    The library knows *which* setting helps (``api`` = ``graphql``) and whether it
-    certainly does; how a setting is spelled on a command line is the CLI's business,
-    so a front end reads ``setting`` and ``value`` and words its own advice after
-    :attr:`ApiError.message`. :meth:`wording` is the default spelling (the flag the
-    CLI derives from the setting name), used by ``str(error)`` for library callers.
-
-    Attributes:
-        setting: the :class:`~pipeline.config.Settings` attribute (``api``).
-        value: the value that helps (``graphql``).
-        certain: True when the change fixes the error ("run again with ..."), False
-            when it may ("try ...").
-    """
-
-    setting: str
-    value: str
-    certain: bool = True
-
-    @property
-    def flag(self) -> str:
-        """The command-line spelling of :attr:`setting` (``api`` -> ``--api``)."""
-        return "--" + self.setting.replace("_", "-")
-
-    def wording(self) -> str:
-        """The default advice text: ``run again with --api graphql``, ``try --api graphql``."""
-        action = "run again with" if self.certain else "try"
-        return f"{action} {self.flag} {self.value}"
 
 
 USE_GRAPHQL_WRITES = SettingAdvice("api", "graphql")
@@ -151,6 +169,25 @@ USE_GRAPHQL_WRITES = SettingAdvice("api", "graphql")
 
 MAYBE_USE_GRAPHQL_WRITES = SettingAdvice("api", "graphql", certain=False)
 """Write through GraphQL: what may help when a REST upsert meets a duplicate entry."""
+
+RESTART_SETS_ASIDE = SettingAdvice(
+    "restart",
+    True,
+    purpose="set it aside and start over (records already loaded are updated, not duplicated)",
+    alternative=True,
+)
+"""Start over with a fresh state store, the unreadable one kept under another name."""
+
+RESTART_STARTS_OVER = SettingAdvice(
+    "restart",
+    True,
+    purpose="start over (records already loaded are updated, not duplicated)",
+    alternative=True,
+)
+"""Abandon the unfinished run and begin a new one."""
+
+WRITABLE_STATE_DIR = SettingAdvice("state_dir", "", purpose="choose a writable folder")
+"""Put the state (store, ledgers, locks) in another folder."""
 
 
 class RetriableApiError(ApiError):
@@ -162,11 +199,11 @@ class RetriableApiError(ApiError):
 
     attempts: int | None = None
 
-    def __str__(self) -> str:
-        text = super().__str__()
+    def details(self) -> str:
+        """The message, and how many attempts were made when the client gave up."""
         if self.attempts is None:
-            return text
-        return f"{text} (gave up after {self.attempts} attempts)"
+            return self.message
+        return f"{self.message} (gave up after {self.attempts} attempts)"
 
 
 class RateLimitedError(RetriableApiError):

@@ -76,6 +76,8 @@ class StepResult:
     report: ImportReport | None = None
     reason: str | None = None
     exit_code: int = 0
+    error: PipelineError | None = None
+    """What stopped a failed step (its reason, with advice a front end words itself)."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON for the job's report.json."""
@@ -354,7 +356,7 @@ async def _run_step(
     except Interrupted:
         raise
     except PipelineError as exc:
-        return StepResult(step, "failed", reason=str(exc), exit_code=exc.exit_code)
+        return StepResult(step, "failed", reason=str(exc), exit_code=exc.exit_code, error=exc)
     _remember_ids(known, step, step_report, schema)
     return StepResult(step, "finished", step_report, exit_code=step_report.exit_code)
 

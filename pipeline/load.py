@@ -381,12 +381,12 @@ class Loader:
                             "unchanged",
                             item.key,
                             stage="load",
-                            reason="matches a deleted record; skipped (--on-deleted skip)",
+                            reason="matches a soft-deleted record; left deleted (on_deleted: skip)",
                         )
                     )
                 else:
                     outcomes.append(
-                        self._reject(item, "matches a soft-deleted record (--on-deleted reject)")
+                        self._reject(item, "matches a soft-deleted record (on_deleted: reject)")
                     )
             else:
                 sendable.append(item)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.errors import StateError
+from pipeline.errors import WRITABLE_STATE_DIR, StateError
 
 log = logging.getLogger("pipeline.lock")
 
@@ -41,7 +41,10 @@ def state_lock(folder: Path, what: str, *, wait: float = 0.0) -> Iterator[None]:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise StateError(f"cannot use the state folder {folder}: {exc.strerror or exc}") from None
+        raise StateError(
+            f"cannot use the state folder {folder}: {exc.strerror or exc}",
+            advice=WRITABLE_STATE_DIR,
+        ) from None
     try:
         _acquire(fd, folder, what, wait)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())

@@ -20,21 +20,7 @@ import polars as pl
 import yaml
 
 from pipeline.errors import MappingError
-from pipeline.schema import ObjectSchema, WorkspaceSchema
 
-FORMATS = ("csv", "tsv", "xlsx", "parquet", "json", "ndjson")
-EXTENSIONS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".txt": "csv",
-    ".xlsx": "xlsx",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".json": "json",
-    ".ndjson": "ndjson",
-    ".jsonl": "ndjson",
-}
 TRANSFORMS = ("strip", "lower", "upper", "title", "replace", "regex")
 OnDuplicate = Literal["last", "first", "reject"]
 OnMissing = Literal["reject", "null", "create"]
@@ -303,10 +289,14 @@ def _parse_source(raw: Any, path: Path, problems: list[str], parent: Any) -> Sou
         if not src_path.is_absolute():
             src_path = path.parent / src_path
     fmt = raw.get("format")
-    if fmt is not None and fmt not in FORMATS:
-        problems.append(
-            f"{path}:{_line(raw, 'format')}: format {fmt!r} must be one of {', '.join(FORMATS)}"
-        )
+    if fmt is not None:
+        from pipeline.sources import formats  # the sources import this module
+
+        known = formats()
+        if fmt not in known:
+            problems.append(
+                f"{path}:{_line(raw, 'format')}: format {fmt!r} must be one of {', '.join(known)}"
+            )
     delimiter = raw.get("delimiter")
     if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
         problems.append(f"{path}:{_line(raw, 'delimiter')}: delimiter must be one character")
@@ -394,16 +384,42 @@ def _parse_spec(
         )
     else:
         values = tuple((str(k), v) for k, v in values_raw.items())
-    decimal = raw.get("decimal")
-    if decimal not in (None, ".", ","):
-        problems.append(f'{where}: decimal must be "." or ","')
-        decimal = None
     on_missing = raw.get("on_missing", "reject")
     if on_missing not in ("reject", "null", "create"):
         problems.append(f"{where}: on_missing must be reject, null or create")
         on_missing = "reject"
     if "on_missing" in raw and "lookup" not in raw:
         problems.append(f"{where}: on_missing only applies with lookup")
+    formats = _format_options(raw, where, problems)
+    required = raw.get("required", False)
+    if not isinstance(required, bool):
+        problems.append(f"{where}: required is true or false")
+        required = False
+    return FieldSpec(
+        target=target,
+        line=line,
+        column=column,
+        value=raw.get("value"),
+        template=template,
+        transforms=_parse_transforms(raw["transform"], where, problems)
+        if "transform" in raw
+        else (),
+        required=required,
+        default=raw.get("default"),
+        values=values,
+        currency_column=raw.get("currency_column"),
+        lookup=raw.get("lookup"),
+        on_missing=on_missing,
+        **formats,
+    )
+
+
+def _format_options(raw: dict[str, Any], where: str, problems: list[str]) -> dict[str, Any]:
+    """The options that say how a cell is written: separators, formats, codes."""
+    decimal = raw.get("decimal")
+    if decimal not in (None, ".", ","):
+        problems.append(f'{where}: decimal must be "." or ","')
+        decimal = None
     split = raw.get("split")
     if split is not None and (not isinstance(split, str) or not split):
         problems.append(f'{where}: split is the separator, e.g. split: ";"')
@@ -431,207 +447,11 @@ def _parse_spec(
     if country_column is not None and not isinstance(country_column, str):
         problems.append(f"{where}: country_column must be a column name")
         country_column = None
-    required = raw.get("required", False)
-    if not isinstance(required, bool):
-        problems.append(f"{where}: required is true or false")
-        required = False
-    return FieldSpec(
-        target=target,
-        line=line,
-        column=column,
-        value=raw.get("value"),
-        template=template,
-        transforms=_parse_transforms(raw["transform"], where, problems)
-        if "transform" in raw
-        else (),
-        required=required,
-        default=raw.get("default"),
-        split=split,
-        values=values,
-        date_format=date_format,
-        decimal=decimal,
-        currency=currency.upper() if currency else None,
-        currency_column=raw.get("currency_column"),
-        default_country=country.upper() if country else None,
-        country_column=country_column,
-        lookup=raw.get("lookup"),
-        on_missing=on_missing,
-    )
-
-
-# --------------------------------------------------------------------------- against the workspace
-
-
-def _did_you_mean(options: list[str]) -> str:
-    return f" (did you mean {' or '.join(options)}?)" if options else ""
-
-
-def check_mapping(
-    mapping: Mapping, schema: WorkspaceSchema, columns: list[str] | None = None
-) -> ObjectSchema:
-    """Check ``mapping`` against the workspace and the source's ``columns``.
-
-    Returns the target object; raises MappingError with every problem found.
-    """
-    from rapidfuzz import fuzz, process
-
-    problems: list[str] = []
-    obj = schema.object(mapping.object)
-    if obj is None:
-        raise MappingError(
-            f"{mapping.where('object')}: no object {mapping.object!r} in this workspace"
-            f"{_did_you_mean(schema.suggest_object(mapping.object))}; "
-            "`twenty-pipeline schema` lists them"
-        )
-    targets: dict[str, FieldSpec] = {}
-    for spec in mapping.fields:
-        where = f"{mapping.path}:{spec.line}: field {spec.target!r}"
-        resolved = obj.resolve_path(spec.target)
-        if resolved is None:
-            head = spec.target.split(".")[0]
-            base = obj.field(head)
-            if base is not None and base.subfields:
-                problems.append(
-                    f"{where}: {base.name} ({base.type}) has no sub-field "
-                    f"{spec.target.split('.', 1)[1]!r}; its sub-fields are "
-                    f"{', '.join(base.subfields)}"
-                )
-            else:
-                problems.append(
-                    f"{where}: no such field on {obj.name_singular}"
-                    f"{_did_you_mean(obj.suggest_field(spec.target))}"
-                )
-            continue
-        target, sub = resolved
-        if not target.writable:
-            problems.append(
-                f"{where}: {target.name} ({target.type}) cannot be written by an import"
-            )
-            continue
-        clash = next(
-            (
-                t
-                for t in targets
-                if t == spec.target
-                or (t.startswith(spec.target + ".") and not _adds_phones(target.type, t, sub))
-                or (spec.target.startswith(t + ".") and not _adds_phones(target.type, t, sub))
-            ),
-            None,
-        )
-        if clash is not None:
-            problems.append(f"{where}: maps the same field as {clash!r}")
-        targets[spec.target] = spec
-        if target.relation is not None:
-            if spec.split is not None:
-                problems.append(
-                    f"{where}: split does not apply to a relation: {spec.target} links one "
-                    f"{target.relation.target_object} per record, so a cell such as "
-                    f"'a{spec.split}b' cannot be stored; map one id per row (one row per "
-                    "link in a separate file), or remove split"
-                )
-            if spec.lookup is None and spec.value is None and spec.column is not None:
-                problems.append(
-                    f"{where}: a relation needs lookup: <unique field of "
-                    f"{target.relation.target_object}> "
-                    f"(e.g. lookup: id)"
-                )
-            if spec.lookup is not None:
-                other = schema.object(target.relation.target_object)
-                unique = other.unique_paths if other else []
-                if other is not None and spec.lookup not in unique:
-                    problems.append(
-                        f"{where}: lookup {spec.lookup!r} is not a unique field of "
-                        f"{other.name_singular} (unique: {', '.join(unique)})"
-                    )
-        elif spec.lookup is not None:
-            problems.append(f"{where}: lookup only applies to relation fields")
-        if spec.values and target.options:
-            for label, value in spec.values:
-                if target.option(value) is None:
-                    options = [o.value for o in target.options]
-                    close = process.extract(
-                        value, options, scorer=fuzz.WRatio, limit=2, score_cutoff=70
-                    )
-                    problems.append(
-                        f"{where}: values: {label!r} -> {value!r} is not an option "
-                        f"of {target.name} ({', '.join(options)})"
-                        f"{_did_you_mean([c[0] for c in close])}"
-                    )
-        elif spec.values and not target.options:
-            problems.append(f"{where}: values only applies to SELECT, MULTI_SELECT and RATING")
-        if target.type == "ADDRESS" and sub is None:
-            problems.append(f"{where}: map the address sub-fields (address.addressCity, ...)")
-        if spec.currency_column and spec.currency:
-            problems.append(f"{where}: give currency or currency_column, not both")
-        if spec.country_column and target.type != "PHONES":
-            problems.append(f"{where}: country_column only applies to PHONES fields")
-        if columns is not None:
-            for column in spec.columns:
-                if column not in columns:
-                    close = process.extract(
-                        column, columns, scorer=fuzz.WRatio, limit=2, score_cutoff=70
-                    )
-                    problems.append(
-                        f"{where}: the source has no column {column!r}"
-                        f"{_did_you_mean([repr(c[0]) for c in close])}"
-                    )
-        del target, sub
-    key_problems = _check_key(mapping, obj)
-    problems.extend(key_problems)
-    if problems:
-        raise MappingError(problems)
-    return obj
-
-
-def _adds_phones(kind: str, other: str, sub: str | None) -> bool:
-    """A whole PHONES field (its primary number) and its additionalPhones map together."""
-    if kind != "PHONES":
-        return False
-    if sub == "additionalPhones":
-        return "." not in other
-    return sub is None and other.endswith(".additionalPhones")
-
-
-def _check_key(mapping: Mapping, obj: ObjectSchema) -> list[str]:
-    mapped = {s.target for s in mapping.fields}
-    problems = []
-    for path in mapping.key:
-        if path == "id":
-            if "id" not in mapped:
-                problems.append(f"{mapping.where('key')}: key 'id' needs a mapped id column")
-            continue
-        if obj.resolve_path(path) is None:
-            problems.append(
-                f"{mapping.where('key')}: key {path!r} is not a field of "
-                f"{obj.name_singular}{_did_you_mean(obj.suggest_field(path))}"
-            )
-        elif not any(
-            path == t or path.startswith(t + ".") or t.startswith(path + ".") for t in mapped
-        ):
-            problems.append(f"{mapping.where('key')}: key {path!r} is not mapped in fields")
-    if not mapping.key and not key_paths(mapping, obj):
-        unique = [p for p in obj.unique_paths if p != "id"]
-        problems.append(
-            f"{mapping.path}: no key: declare one, e.g. key: [{unique[0] if unique else 'name'}]"
-            " - it identifies records so that re-runs update instead of duplicating"
-            + (f"; unique fields of {obj.name_singular}: {', '.join(unique)}" if unique else "")
-        )
-    return problems
-
-
-def key_paths(mapping: Mapping, obj: ObjectSchema) -> tuple[str, ...]:
-    """The key: declared, else the mapped unique fields (design.md "Keys")."""
-    if mapping.key:
-        return mapping.key
-    mapped = {s.target for s in mapping.fields}
-    out = []
-    for path in obj.unique_paths:
-        head = path.split(".")[0]
-        if path in mapped or head in mapped:
-            out.append(path)
-    return tuple(out)
-
-
-def key_is_unique(paths: tuple[str, ...], obj: ObjectSchema) -> bool:
-    """Whether every key path is one Twenty's upsert matches on (else ids are derived)."""
-    return bool(paths) and all(p in obj.unique_paths for p in paths)
+    return {
+        "split": split,
+        "date_format": date_format,
+        "decimal": decimal,
+        "currency": currency.upper() if currency else None,
+        "default_country": country.upper() if country else None,
+        "country_column": country_column,
+    }

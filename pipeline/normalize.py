@@ -28,13 +28,8 @@ from pipeline.fields import ParseContext, Parsed, codec_for
 from pipeline.fields.base import clean, err, no_error, struct_of
 from pipeline.fields.composites import currency_codes, with_currency
 from pipeline.fields.phones import PHONE_PARTS
-from pipeline.mapping import (
-    FieldSpec,
-    Mapping,
-    check_mapping,
-    key_is_unique,
-    key_paths,
-)
+from pipeline.mapping import FieldSpec, Mapping
+from pipeline.mapping_check import check_mapping, key_is_unique, key_paths
 from pipeline.schema import Field, ObjectSchema, WorkspaceSchema
 from pipeline.sources import ROW
 

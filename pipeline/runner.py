@@ -17,7 +17,14 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.errors import EXIT_REJECTED, InputError, LedgerMismatch, StateError
+from pipeline.errors import (
+    EXIT_REJECTED,
+    RESTART_STARTS_OVER,
+    WRITABLE_STATE_DIR,
+    InputError,
+    LedgerMismatch,
+    StateError,
+)
 from pipeline.events import emit
 from pipeline.ledgers import RejectsWriter, unpublish, write_ledgers, write_report
 from pipeline.load import Batch, KnownIds, Loader, OnDeleted, batches_of, sync_hashes
@@ -149,8 +156,8 @@ def _claim_folder(folder: Path, mapping: Mapping) -> None:
         (folder / "mapping.path").write_text(str(mapping.path.resolve()) + "\n", encoding="utf-8")
     except OSError as exc:
         raise StateError(
-            f"cannot use the state folder {folder}: {exc.strerror or exc}; "
-            "choose a writable folder with --state-dir"
+            f"cannot use the state folder {folder}: {exc.strerror or exc}",
+            advice=WRITABLE_STATE_DIR,
         ) from None
 
 
@@ -199,8 +206,8 @@ def _choose_run(
     changed = "; ".join(print_.differences(last))
     raise InputError(
         f"{folder / STORE_NAME}: an unfinished import cannot resume: {changed}. Run it again "
-        "with the same mapping, source and settings to finish it, or pass --restart to "
-        "start over (records already loaded are updated, not duplicated)"
+        "with the same mapping, source and settings to finish it",
+        advice=RESTART_STARTS_OVER,
     )
 
 
@@ -287,16 +294,26 @@ async def import_file(
             ) from None
         finally:
             store.close()
-        report.calls = {
-            kind: count - calls_before.get(kind, 0)
-            for kind, count in client.stats.as_dict().items()
-        }
-        report.seconds = time.monotonic() - started
-        report.exit_code = EXIT_REJECTED if report.rejected else 0
-        report.run_id = run.id
+        _finish_report(report, client, calls_before, started, run.id)
         write_report(folder, report, run.id)
     _import_ended(mapping, report)
     return report
+
+
+def _finish_report(
+    report: ImportReport,
+    client: TwentyClient,
+    calls_before: dict[str, int],
+    started: float,
+    run_id: int,
+) -> None:
+    """The run's own calls (a job's steps share one client), time and exit code."""
+    report.calls = {
+        kind: count - calls_before.get(kind, 0) for kind, count in client.stats.as_dict().items()
+    }
+    report.seconds = time.monotonic() - started
+    report.exit_code = EXIT_REJECTED if report.rejected else 0
+    report.run_id = run_id
 
 
 def _import_ended(mapping: Mapping, report: ImportReport) -> None:

@@ -14,77 +14,24 @@ from typing import Any
 from rapidfuzz import fuzz, process
 
 from pipeline.errors import FatalApiError
+from pipeline.fields import CODECS
 from pipeline.twenty import ObjectNames, TwentyClient
 
-# Every field type of Twenty's metadata this client knows (twenty-api.md §6); the codecs
-# of pipeline.fields read them, the sandbox reads them its own way.
-FIELD_TYPES: frozenset[str] = frozenset(
-    {
-        "TEXT",
-        "NUMBER",
-        "NUMERIC",
-        "POSITION",
-        "BOOLEAN",
-        "DATE_TIME",
-        "DATE",
-        "SELECT",
-        "MULTI_SELECT",
-        "RATING",
-        "EMAILS",
-        "PHONES",
-        "LINKS",
-        "FULL_NAME",
-        "ADDRESS",
-        "CURRENCY",
-        "ARRAY",
-        "RAW_JSON",
-        "UUID",
-        "RELATION",
-        "MORPH_RELATION",
-        "ACTOR",
-        "RICH_TEXT",
-        "RICH_TEXT_V2",
-        "TS_VECTOR",
-    }
-)
-
-# Sub-fields of Twenty's composite types (twenty-shared composite-types/*.composite-type.ts).
+# What the client knows of each field type comes from its codec (pipeline.fields): the
+# types, their sub-fields (twenty-shared composite-types/*.composite-type.ts), the
+# sub-field a unique composite is matched on by upserts (twenty-api.md §4.1) and the
+# types Twenty refuses to write (§6). The sandbox keeps its own reading.
+FIELD_TYPES: frozenset[str] = frozenset(CODECS)
 COMPOSITE_SUBFIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "FULL_NAME": ("firstName", "lastName"),
-        "EMAILS": ("primaryEmail", "additionalEmails"),
-        "PHONES": (
-            "primaryPhoneNumber",
-            "primaryPhoneCountryCode",
-            "primaryPhoneCallingCode",
-            "additionalPhones",
-        ),
-        "LINKS": ("primaryLinkUrl", "primaryLinkLabel", "secondaryLinks"),
-        "CURRENCY": ("amountMicros", "currencyCode"),
-        "ADDRESS": (
-            "addressStreet1",
-            "addressStreet2",
-            "addressCity",
-            "addressPostcode",
-            "addressState",
-            "addressCountry",
-            "addressLat",
-            "addressLng",
-        ),
-        "ACTOR": ("source", "workspaceMemberId", "name", "context"),
-        "RICH_TEXT_V2": ("blocknote", "markdown"),
-    }
+    {kind: codec.subfields for kind, codec in CODECS.items() if codec.subfields}
 )
-
-# The sub-field a unique composite field is matched on by upserts (twenty-api.md §4.1).
 UNIQUE_SUBFIELD: Mapping[str, str] = MappingProxyType(
-    {"EMAILS": "primaryEmail", "LINKS": "primaryLinkUrl", "PHONES": "primaryPhoneNumber"}
+    {kind: c.unique_subfield for kind, c in CODECS.items() if c.unique_subfield is not None}
 )
+NOT_WRITABLE_TYPES = frozenset(kind for kind, codec in CODECS.items() if not codec.writable)
 
-# Types Twenty refuses to write (twenty-api.md §6), and fields it manages itself.
-# createdAt and position stay writable: a migration keeps when a record was created
-# and where it sat.
-NOT_WRITABLE_TYPES = frozenset({"TS_VECTOR", "RICH_TEXT"})
+# Fields Twenty manages itself. createdAt and position stay writable: a migration keeps
+# when a record was created and where it sat.
 SERVER_FILLED = frozenset({"updatedAt", "deletedAt", "createdBy", "updatedBy", "searchVector"})
 RELATION_TYPES = frozenset({"RELATION", "MORPH_RELATION"})
 

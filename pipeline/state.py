@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from pipeline.errors import Stage, StateError
+from pipeline.errors import RESTART_SETS_ASIDE, WRITABLE_STATE_DIR, Stage, StateError
 
 SCHEMA_VERSION = 2
 STORE_NAME = "state.sqlite"
@@ -179,8 +179,8 @@ class StateStore:
             raise StateError(
                 f"the state store {path} was written by another version of twenty-pipeline "
                 f"(state schema {version}, this one reads {SCHEMA_VERSION}); finish its run "
-                "with that version, or pass --restart to set it aside and start over "
-                "(records already loaded are updated, not duplicated)"
+                "with that version",
+                advice=RESTART_SETS_ASIDE,
             )
 
     def _version(self) -> str | None:
@@ -536,8 +536,7 @@ def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
         return sqlite3.connect(path, isolation_level=None)
     except (OSError, sqlite3.Error) as exc:
         raise StateError(
-            f"cannot use the state folder {path.parent}: {_why(exc)}; "
-            "choose a writable folder with --state-dir"
+            f"cannot use the state folder {path.parent}: {_why(exc)}", advice=WRITABLE_STATE_DIR
         ) from None
 
 
@@ -545,8 +544,8 @@ def damaged(path: Path, exc: BaseException) -> StateError:
     """The one-line refusal of a store that SQLite cannot read."""
     return StateError(
         f"the state store {path} cannot be read ({_why(exc)}): it is damaged or not a "
-        "state store; move it away, or pass --restart to set it aside and start over "
-        "(records already loaded are updated, not duplicated)"
+        "state store; move it away",
+        advice=RESTART_SETS_ASIDE,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from pipeline import errors
 from pipeline.cli import base as cli_module
 from pipeline.cli import cli
 from pipeline.errors import AuthError
@@ -151,3 +152,30 @@ def test_json_logs_and_secret_redaction(capsys: pytest.CaptureFixture[str]) -> N
     assert record["level"] == "warning" and record["logger"] == "pipeline.client"
     assert record["message"] == "retrying with key ***"
     assert "sk-live-zzz" not in line
+
+
+@pytest.mark.parametrize(
+    ("advice", "wording"),
+    [
+        (errors.USE_GRAPHQL_WRITES, "Error: refused; run again with --api graphql"),
+        (errors.MAYBE_USE_GRAPHQL_WRITES, "Error: refused; try --api graphql"),
+        (
+            errors.RESTART_STARTS_OVER,
+            "Error: refused, or pass --restart to start over (records already loaded are "
+            "updated, not duplicated)",
+        ),
+        (errors.WRITABLE_STATE_DIR, "Error: refused; choose a writable folder with --state-dir"),
+    ],
+)
+def test_the_cli_words_a_setting_advice_as_its_flag(
+    monkeypatch: pytest.MonkeyPatch, advice: errors.SettingAdvice, wording: str
+) -> None:
+    @asynccontextmanager
+    async def refusing(settings: Any) -> AsyncIterator[Any]:
+        raise errors.FatalApiError("refused", advice=advice)
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(cli_module, "open_workspace", refusing)
+    result = CliRunner().invoke(cli, ["schema"], env={"TWENTY_SANDBOX": "1"})
+    assert result.exit_code == 1
+    assert result.output.strip() == wording

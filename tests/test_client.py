@@ -286,8 +286,10 @@ async def test_legacy_rest_batch_without_upsert_stops_the_run(make_client: Any) 
     }
     handler, seen = sequence(httpx.Response(400, json=body))
     async with make_client(handler, api="rest") as client:
-        with pytest.raises(errors.FatalApiError, match="run again with --api graphql"):
+        with pytest.raises(errors.UpsertIgnoredError, match=r"ignores \?upsert=true") as stop:
             await client.upsert_many(PEOPLE, [{"id": "x"}])
+    assert stop.value.advice == errors.USE_GRAPHQL_WRITES  # the CLI words it as a flag
+    assert str(stop.value).endswith("; use api=graphql")
     assert len(seen) == 1
 
 
@@ -299,10 +301,12 @@ async def test_rest_duplicate_entry_on_upsert_hints_at_graphql(make_client: Any)
     }
     handler, _ = sequence(httpx.Response(400, json=body), httpx.Response(400, json=body))
     async with make_client(handler, api="rest") as client:
-        with pytest.raises(errors.BatchRejectedError, match="try --api graphql"):
+        with pytest.raises(errors.BatchRejectedError, match="try api=graphql") as maybe:
             await client.upsert_many(PEOPLE, [{"city": "x"}, {"city": "y"}])
-        with pytest.raises(errors.FatalApiError, match="run again with --api graphql"):
+        assert maybe.value.advice == errors.MAYBE_USE_GRAPHQL_WRITES
+        with pytest.raises(errors.FatalApiError, match="use api=graphql") as stop:
             await client.upsert_many(PEOPLE, [{"city": "x"}])
+        assert stop.value.advice == errors.USE_GRAPHQL_WRITES
 
 
 async def test_maximum_number_of_records_halves_the_batch(make_client: Any) -> None:

@@ -17,8 +17,10 @@ import yaml
 from click.testing import CliRunner
 
 from pipeline.cli import cli
-from pipeline.draft import _scalar, _yaml_str, option_table
+from pipeline.draft import option_table
 from pipeline.schema import Field, SelectOption
+from pipeline.yaml_text import yaml_scalar as _scalar
+from pipeline.yaml_text import yaml_str as _yaml_str
 
 HUBSPOT = Path(__file__).resolve().parent / "data" / "hubspot"
 STAGE_OPTIONS = "options: NEW, SCREENING, MEETING, PROPOSAL, CUSTOMER"

@@ -598,13 +598,34 @@ def test_every_type_the_schema_knows_has_a_codec() -> None:
     assert set(CODECS) == set(FIELD_TYPES)
 
 
-def test_codecs_agree_with_the_schema_model() -> None:
-    """The workspace model (which the sandbox reads too) and the codecs say the same."""
-    for kind, codec in CODECS.items():
-        assert codec.subfields == COMPOSITE_SUBFIELDS.get(kind, ()), kind
-        assert codec.unique_subfield == UNIQUE_SUBFIELD.get(kind), kind
-        assert codec.writable == (kind not in NOT_WRITABLE_TYPES), kind
-        assert kind in codec.types
+def test_the_schema_model_reads_twentys_composites_from_the_codecs() -> None:
+    """Sub-fields as twenty-shared's composite types name them; the upsert keys of §4.1."""
+    assert COMPOSITE_SUBFIELDS["EMAILS"] == ("primaryEmail", "additionalEmails")
+    assert COMPOSITE_SUBFIELDS["LINKS"] == ("primaryLinkUrl", "primaryLinkLabel", "secondaryLinks")
+    assert COMPOSITE_SUBFIELDS["CURRENCY"] == ("amountMicros", "currencyCode")
+    assert COMPOSITE_SUBFIELDS["PHONES"] == (
+        "primaryPhoneNumber",
+        "primaryPhoneCountryCode",
+        "primaryPhoneCallingCode",
+        "additionalPhones",
+    )
+    assert set(COMPOSITE_SUBFIELDS) == {
+        "FULL_NAME",
+        "EMAILS",
+        "PHONES",
+        "LINKS",
+        "CURRENCY",
+        "ADDRESS",
+        "ACTOR",
+        "RICH_TEXT_V2",
+    }
+    assert dict(UNIQUE_SUBFIELD) == {
+        "EMAILS": "primaryEmail",
+        "LINKS": "primaryLinkUrl",
+        "PHONES": "primaryPhoneNumber",
+    }
+    assert {"TS_VECTOR", "RICH_TEXT"} <= NOT_WRITABLE_TYPES
+    assert not {"TEXT", "EMAILS", "RELATION", "RICH_TEXT_V2"} & NOT_WRITABLE_TYPES
 
 
 def test_an_unknown_type_reads_as_text() -> None:

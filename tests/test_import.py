@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from pipeline import load as load_module
+from pipeline.cli.base import flag_advice
 from pipeline.config import Rate, Secret
-from pipeline.errors import FatalApiError, InputError
+from pipeline.errors import RESTART_STARTS_OVER, USE_GRAPHQL_WRITES, FatalApiError, InputError
 from pipeline.mapping import load_mapping
 from pipeline.runner import ImportReport, import_file
 from pipeline.sandbox import Sandbox, SandboxOptions
@@ -175,8 +176,9 @@ async def test_changed_source_of_an_unfinished_import_is_refused(
         db.execute("UPDATE runs SET status = 'running', ended = NULL")  # as if killed
     source = project / "sample_data" / "companies.csv"
     source.write_bytes(source.read_bytes() + b"New Co,newco.io,3,,USD,no,Oslo,Norway,\n")
-    with pytest.raises(InputError, match="pass --restart to start over"):
+    with pytest.raises(InputError, match="the source file changed") as refused:
         await run_import(project, sandbox, "companies")
+    assert refused.value.advice == RESTART_STARTS_OVER
     report = await run_import(project, sandbox, "companies", restart=True)
     assert report.rows_read == 12 and report.created == 1 and report.updated == 7
 
@@ -361,8 +363,10 @@ async def test_rest_on_a_legacy_server_stops_with_advice(project: Path, tmp_path
     try:
         first = await run_import(project, box, "companies", api="rest")
         assert first.created == 7  # new records: a plain create works
-        with pytest.raises(FatalApiError, match="run again with --api graphql"):
+        with pytest.raises(FatalApiError) as stop:
             await run_import(project, box, "companies", api="rest", restart=True)
+        assert stop.value.advice == USE_GRAPHQL_WRITES
+        assert flag_advice(stop.value.advice) == "run again with --api graphql"
         again = await run_import(project, box, "companies", api="graphql", restart=True)
         assert (again.created, again.updated) == (0, 7)
     finally:

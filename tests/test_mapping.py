@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import MappingError
-from pipeline.mapping import check_mapping, key_is_unique, key_paths, load_mapping
+from pipeline.mapping import load_mapping
+from pipeline.mapping_check import check_mapping, key_is_unique, key_paths
 from pipeline.standard import standard_schema
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,8 @@ from pipeline.config import Rate, Secret
 from pipeline.errors import MappingError
 from pipeline.fields import phone_plans as phones
 from pipeline.fields.phone_plans import country_code, fast_phones
-from pipeline.mapping import check_mapping, load_mapping, parse_mapping
+from pipeline.mapping import load_mapping, parse_mapping
+from pipeline.mapping_check import check_mapping
 from pipeline.normalize import Normalized, make_plan, normalize
 from pipeline.runner import import_file
 from pipeline.sandbox import Sandbox, SandboxOptions

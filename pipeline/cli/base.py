@@ -25,6 +25,7 @@ from pipeline.errors import (
     ConfigError,
     MappingError,
     PipelineError,
+    SettingAdvice,
 )
 from pipeline.schema import WorkspaceSchema, load_schema
 from pipeline.workspace import open_workspace
@@ -44,10 +45,20 @@ class PipelineClickError(click.ClickException):
                 ["several problems, nothing was sent:"] + [f"  - {p}" for p in error.problems]
             )
         else:
-            message = str(error)
+            message = error.described(flag_advice)
         super().__init__(message)
         # click declares exit_code a ClassVar but reads it from the instance.
         self.exit_code = error.exit_code  # type: ignore[misc]
+
+
+def flag_advice(advice: SettingAdvice) -> str:
+    """A setting's advice in command-line words: ``run again with --api graphql``."""
+    flag = "--" + advice.setting.replace("_", "-")
+    if advice.value is True:
+        return f"pass {flag} to {advice.purpose}"
+    if advice.value == "":
+        return f"{advice.purpose} with {flag}"
+    return f"{'run again with' if advice.certain else 'try'} {flag} {advice.value}"
 
 
 class PipelineGroup(click.Group):

@@ -10,6 +10,7 @@ import click
 
 from pipeline.cli.base import (
     cli,
+    flag_advice,
     notice,
     run_async,
     settings_from,
@@ -170,6 +171,8 @@ def _print_job(report: JobReport, settings: Settings) -> None:
         click.echo(f"step {position}/{len(report.steps)} {result.step.name}: {result.status}")
         if result.report is not None:
             print_import(result.report)
+        elif result.error is not None:
+            click.echo(f"  {result.error.described(flag_advice)}")
         elif result.reason:
             click.echo(f"  {result.reason}")
     done = sum(1 for s in report.steps if s.status == "finished")
@@ -180,7 +183,8 @@ def _print_job(report: JobReport, settings: Settings) -> None:
     for result in report.steps:
         where = f"run {report.name}: step {result.step.name}"
         if result.status != "finished":
-            notice(settings, f"{where} {result.status}: {result.reason}")
+            why = result.error.described(flag_advice) if result.error else result.reason
+            notice(settings, f"{where} {result.status}: {why}")
         elif result.report is not None and result.report.rejected:
             notice(
                 settings,
