@@ -205,6 +205,27 @@ def workspace_options(func: F) -> F:
     return func
 
 
+on_deleted_option = click.option(
+    "--on-deleted",
+    type=click.Choice(["restore", "skip", "reject"]),
+    default="restore",
+    show_default=True,
+    help="A row whose key matches a soft-deleted record: restore it (as Twenty "
+    "does), leave it deleted, or reject the row.",
+)
+"""``--on-deleted``, the same on import and run."""
+
+wait_option = click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="SECONDS",
+    help="If another run holds this state folder, wait up to SECONDS for it to finish "
+    "(default: exit 1 at once).",
+)
+"""``--wait``, the same on import and run."""
+
+
 SETTING_FLAGS = (
     "api_url",
     "api_key",

@@ -13,10 +13,12 @@ from pipeline.cli.base import (
     cli,
     fetch_schema,
     notice,
+    on_deleted_option,
     progress_bar,
     run_async,
     settings_from,
     stopping_on_sigterm,
+    wait_option,
     workspace_options,
 )
 from pipeline.errors import EXIT_REJECTED, Interrupted
@@ -132,28 +134,14 @@ def _print_validation(report: ValidationReport, offline: bool) -> None:
     help="Abandon this mapping's unfinished run (or set an unreadable state store aside) "
     "and start over.",
 )
-@click.option(
-    "--on-deleted",
-    type=click.Choice(["restore", "skip", "reject"]),
-    default="restore",
-    show_default=True,
-    help="A row whose key matches a soft-deleted record: restore it (as Twenty "
-    "does), leave it deleted, or reject the row.",
-)
+@on_deleted_option
 @click.option(
     "--incremental",
     is_flag=True,
     help="Send only the rows that changed since Twenty last confirmed them under this "
     "mapping (the others count as unchanged): for nightly syncs of a full export.",
 )
-@click.option(
-    "--wait",
-    type=click.FloatRange(min=0),
-    default=0,
-    metavar="SECONDS",
-    help="If another run holds this state folder, wait up to SECONDS for it to finish "
-    "(default: exit 1 at once).",
-)
+@wait_option
 @click.option("--dry-run", is_flag=True, help="Only validate: read and normalize, zero writes.")
 @workspace_options
 def import_(

@@ -12,9 +12,11 @@ from pipeline.cli.base import (
     cli,
     flag_advice,
     notice,
+    on_deleted_option,
     run_async,
     settings_from,
     stopping_on_sigterm,
+    wait_option,
     workspace_options,
 )
 from pipeline.cli.loading import ImportProgress, print_import
@@ -41,21 +43,8 @@ if TYPE_CHECKING:
     help="Send only rows that changed since Twenty last confirmed them (also `incremental: "
     "true` in the job file).",
 )
-@click.option(
-    "--on-deleted",
-    type=click.Choice(["restore", "skip", "reject"]),
-    default="restore",
-    show_default=True,
-    help="A row whose key matches a soft-deleted record: restore it, leave it, or reject it.",
-)
-@click.option(
-    "--wait",
-    type=click.FloatRange(min=0),
-    default=0,
-    metavar="SECONDS",
-    help="If another run holds this state folder, wait up to SECONDS for it to finish "
-    "(default: exit 1 at once).",
-)
+@on_deleted_option
+@wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print the job report as JSON.")
 @workspace_options
 def run(
