@@ -21,6 +21,15 @@ from typing import Any, Literal
 
 import yaml
 
+from pipeline.deletions import (
+    DeletionGuard,
+    DeletionPlan,
+    DeletionRefused,
+    DeletionReport,
+    plan_deletions,
+    propagate_deletions,
+    write_dry_run_ledger,
+)
 from pipeline.errors import (
     EXIT_FAILED,
     EXIT_REJECTED,
@@ -35,8 +44,8 @@ from pipeline.load import OnDeleted
 from pipeline.lock import state_lock
 from pipeline.mapping import Mapping, load_mapping
 from pipeline.normalize import make_plan
-from pipeline.reports import ImportReport, LoadProgress, StartHook, TotalHook
-from pipeline.runner import import_file
+from pipeline.reports import ImportReport, LoadProgress, StartHook, TotalHook, ValidationReport
+from pipeline.runner import import_file, validate
 from pipeline.schema import WorkspaceSchema, load_schema
 from pipeline.state import STORE_NAME, StateStore
 from pipeline.twenty import TwentyClient
@@ -65,6 +74,8 @@ class Job:
     name: str
     steps: tuple[Step, ...]
     incremental: bool = False
+    delete_missing: bool = False
+    """Soft-delete the records whose keys left a step's source (see :mod:`pipeline.deletions`)."""
 
 
 @dataclass
@@ -78,6 +89,8 @@ class StepResult:
     exit_code: int = 0
     error: PipelineError | None = None
     """What stopped a failed step (its reason, with advice a front end words itself)."""
+    deletions: DeletionReport | None = None
+    """Delete propagation of a finished step (``delete_missing: soft``)."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON for the job's report.json."""
@@ -88,6 +101,7 @@ class StepResult:
             "exit_code": self.exit_code,
             "reason": self.reason,
             "report": self.report.as_dict() if self.report else None,
+            "deletions": self.deletions.as_dict() if self.deletions else None,
         }
 
 
@@ -135,10 +149,11 @@ def load_job(path: str | Path) -> Job:
     problems = [f"{job_path}: unknown key {k!r}" for k in sorted(set(raw) - JOB_KEYS, key=str)]
     if raw.get("version", 1) != 1:
         problems.append(f"{job_path}: version {raw.get('version')!r}; this release reads 1")
-    if raw.get("delete_missing") not in (None, False, "false"):
+    delete_missing = raw.get("delete_missing", False)
+    if delete_missing not in (False, "soft"):
         problems.append(
-            f"{job_path}: delete_missing: {raw['delete_missing']!r} is not supported by this "
-            "release; remove it (keys gone from the source are left in the workspace)"
+            f"{job_path}: delete_missing: {delete_missing!r}; use soft (soft-delete the records "
+            "whose keys left the source) or false"
         )
     incremental = raw.get("incremental", False)
     if not isinstance(incremental, bool):
@@ -149,7 +164,13 @@ def load_job(path: str | Path) -> Job:
     name = raw.get("name") or job_path.stem
     if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
         raise MappingError(f"{job_path}: name {name!r}: use letters, digits, - and _")
-    return Job(job_path, name, tuple(steps), incremental=bool(incremental))
+    return Job(
+        job_path,
+        name,
+        tuple(steps),
+        incremental=bool(incremental),
+        delete_missing=delete_missing == "soft",
+    )
 
 
 def _steps(job_path: Path, raw: Any, problems: list[str]) -> list[Step]:
@@ -268,6 +289,8 @@ class StepSettings:
     on_deleted: OnDeleted = "restore"
     restart: bool = False
     incremental: bool = False
+    delete_missing: bool = False
+    guard: DeletionGuard = field(default_factory=DeletionGuard)
 
 
 async def run_job(
@@ -282,6 +305,7 @@ async def run_job(
     incremental: bool = False,
     hooks: JobHooks | None = None,
     wait: float = 0.0,
+    guard: DeletionGuard | None = None,
 ) -> JobReport:
     """Run every step of ``job`` in dependency order; see the module docstring.
 
@@ -290,7 +314,13 @@ async def run_job(
     started = time.monotonic()
     folder = state_dir / job.name
     settings = StepSettings(
-        batch_size, concurrency, on_deleted, restart, incremental or job.incremental
+        batch_size,
+        concurrency,
+        on_deleted,
+        restart,
+        incremental or job.incremental,
+        job.delete_missing,
+        guard or DeletionGuard(),
     )
     report = JobReport(job=str(job.path), name=job.name, state_dir=str(folder))
     with state_lock(folder, f"the job {job.path}", wait=wait):
@@ -358,7 +388,89 @@ async def _run_step(
     except PipelineError as exc:
         return StepResult(step, "failed", reason=str(exc), exit_code=exc.exit_code, error=exc)
     _remember_ids(known, step, step_report, schema)
-    return StepResult(step, "finished", step_report, exit_code=step_report.exit_code)
+    result = StepResult(step, "finished", step_report, exit_code=step_report.exit_code)
+    if settings.delete_missing:
+        await _delete_missing(step, client, folder / step.name, settings, schema, result)
+    return result
+
+
+async def _delete_missing(
+    step: Step,
+    client: TwentyClient,
+    folder: Path,
+    settings: StepSettings,
+    schema: WorkspaceSchema,
+    result: StepResult,
+) -> None:
+    """Soft-delete what left the step's source; a refusal marks the step, not the job."""
+    assert result.report is not None
+    try:
+        plan = plan_deletions(step.mapping, schema, folder, step.source)
+        result.deletions = await propagate_deletions(
+            plan,
+            client,
+            folder,
+            result.report.run_id,
+            guard=settings.guard,
+            batch_size=settings.batch_size,
+        )
+    except Interrupted:
+        raise
+    except DeletionRefused as exc:
+        result.deletions = DeletionReport(planned=plan.count, live=plan.live, refused=exc.message)
+        result.reason, result.error, result.exit_code = str(exc), exc, exc.exit_code
+    except PipelineError as exc:
+        result.reason, result.error, result.exit_code = str(exc), exc, exc.exit_code
+
+
+# --------------------------------------------------------------------------- dry run
+
+
+@dataclass
+class StepPreview:
+    """What a run would do in one step: its validation, and what it would delete."""
+
+    step: Step
+    validation: ValidationReport | None = None
+    deletions: DeletionPlan | None = None
+    refusal: str | None = None
+    ledger: Path | None = None
+    error: PipelineError | None = None
+
+
+async def preview_job(
+    job: Job, client: TwentyClient, *, state_dir: Path, guard: DeletionGuard | None = None
+) -> list[StepPreview]:
+    """Validate every step and list the deletions a run would make; zero writes.
+
+    Reads the workspace's data model only; each step's rejects go to its folder's
+    ``validate-rejects.csv`` and its deletions to ``deletions-dry-run.csv``.
+    """
+    schema = await load_schema(client)
+    ordered, _ = step_order(job, schema)
+    previews = []
+    for step in ordered:
+        folder = state_dir / job.name / step.name
+        preview = StepPreview(step)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            preview.validation = validate(
+                step.mapping,
+                schema,
+                source=step.source,
+                rejects_path=folder / "validate-rejects.csv",
+            )
+            if job.delete_missing:
+                plan = plan_deletions(step.mapping, schema, folder, step.source)
+                preview.deletions = plan
+                preview.refusal = plan.refusal(guard or DeletionGuard())
+                preview.ledger = write_dry_run_ledger(folder, plan)
+        except PipelineError as exc:
+            preview.error = exc
+        except OSError as exc:
+            preview.error = StateError(f"cannot use the state folder {folder}: {exc.strerror}")
+        previews.append(preview)
+    return previews
 
 
 def _job_ended(job: Job, report: JobReport) -> None:

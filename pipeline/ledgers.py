@@ -25,7 +25,7 @@ from pipeline.state import StateStore
 if TYPE_CHECKING:
     from pipeline.reports import ImportReport
 
-LEDGER_FILES = ("success.csv", "rejects.csv", "report.json")
+LEDGER_FILES = ("success.csv", "rejects.csv", "report.json", "deletions.csv")
 SUCCESS_COLUMNS = ("_row", "key", "id", "outcome", "note")
 
 
@@ -76,7 +76,7 @@ def write_ledgers(store: StateStore, folder: Path, columns: list[str], run_id: i
         _write_success(store, target / "success.csv", run_id)
         _write_rejects(store, target / "rejects.csv", columns, run_id)
         for name in ("success.csv", "rejects.csv"):
-            _publish(target / name, folder / name)
+            publish(target / name, folder / name)
     except (OSError, SinkError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise StateError(
@@ -113,7 +113,7 @@ def _write_rejects(store: StateStore, path: Path, columns: list[str], run_id: in
         sink.write_rows(rows)
 
 
-def _publish(kept: Path, latest: Path) -> None:
+def publish(kept: Path, latest: Path) -> None:
     """Copy a run's ledger to the top of the state folder (atomically)."""
     tmp = latest.with_name(latest.name + ".tmp")
     shutil.copyfile(kept, tmp)
@@ -129,7 +129,7 @@ def write_report(folder: Path, report: ImportReport, run_id: int) -> None:
         tmp = target / "report.json.tmp"
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(target / "report.json")
-        _publish(target / "report.json", folder / "report.json")
+        publish(target / "report.json", folder / "report.json")
     except OSError as exc:
         raise StateError(
             f"the import finished, but {folder / 'report.json'} could not be written: "

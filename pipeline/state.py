@@ -213,6 +213,10 @@ class StateStore:
     def _tx(self) -> _Transaction:
         return _Transaction(self.db)
 
+    def transaction(self) -> _Transaction:
+        """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` (for the tables other modules keep here)."""
+        return _Transaction(self.db)
+
     # ------------------------------------------------------------------ runs
 
     def last_run(self) -> Run | None:

@@ -225,13 +225,16 @@ def test_job_file_problems_are_listed_at_once(project: Path) -> None:
         project / "mappings" / "bad-job.yaml",
         "version: 1\nstep: []\nsteps:\n  - mapping: people.yaml\n  - mapping: people.yaml\n"
         "  - mapping: nowhere.yaml\n  - {mapping: companies.yaml, source: gone.csv}\n"
-        "delete_missing: soft\n",
+        "delete_missing: hard\n",
     )
     with pytest.raises(MappingError) as refused:
         load_job(job)
     problems = refused.value.problems
     assert f"{job}: unknown key 'step'" in problems
-    assert any("delete_missing: 'soft' is not supported" in p for p in problems)
+    assert (
+        f"{job}: delete_missing: 'hard'; use soft (soft-delete the records whose keys left the source) or false"
+        in problems
+    )
     assert any(p.startswith(f"{job}: step 2: the name 'people' is step 1's too") for p in problems)
     assert any(p.startswith(f"{job}: step 3: ") and "nowhere.yaml" in p for p in problems)
     assert (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import click
@@ -25,7 +26,8 @@ from pipeline.workspace import open_workspace
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
-    from pipeline.jobs import Job, JobReport, Step
+    from pipeline.deletions import DeletionGuard, DeletionReport
+    from pipeline.jobs import Job, JobReport, Step, StepPreview
     from pipeline.load import LoadStats, OnDeleted
     from pipeline.reports import ImportReport
 
@@ -45,6 +47,26 @@ if TYPE_CHECKING:
 )
 @on_deleted_option
 @wait_option
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Validate every step and list what `delete_missing: soft` would delete "
+    "(deletions-dry-run.csv in each step's folder); zero writes.",
+)
+@click.option(
+    "--max-delete-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.10,
+    show_default=True,
+    help="With `delete_missing: soft`: the largest share of a step's synced records one run "
+    "may delete; more is refused (a cut-off export looks like a mass departure).",
+)
+@click.option(
+    "--allow-mass-delete",
+    is_flag=True,
+    help="Delete what left the source even past --max-delete-share, or when rows could "
+    "not be read.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the job report as JSON.")
 @workspace_options
 def run(
@@ -53,6 +75,9 @@ def run(
     incremental: bool,
     on_deleted: str,
     wait: float,
+    dry_run: bool,
+    max_delete_share: float,
+    allow_mass_delete: bool,
     as_json: bool,
     **flags: Any,
 ) -> None:
@@ -65,15 +90,23 @@ def run(
 
     Example: twenty-pipeline run mappings/demo-job.yaml --sandbox
     """
+    from pipeline.deletions import DeletionGuard
     from pipeline.jobs import load_job
 
     settings = settings_from(flags)
     job = load_job(job_file)
+    guard = DeletionGuard(max_delete_share, allow_mass_delete)
+    if dry_run:
+        _dry_run(job, settings, guard, as_json)
+        return
     shown = StepProgress(settings)
     try:
         report = run_async(
             _run_job(
-                job, settings, shown, restart, incremental, cast("OnDeleted", on_deleted), wait
+                job,
+                settings,
+                shown,
+                JobOptions(restart, incremental, cast("OnDeleted", on_deleted), wait, guard),
             )
         )
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -120,14 +153,19 @@ class StepProgress:
             self.current = None
 
 
+@dataclass(frozen=True)
+class JobOptions:
+    """The run's own flags, handed to :func:`pipeline.jobs.run_job`."""
+
+    restart: bool
+    incremental: bool
+    on_deleted: OnDeleted
+    wait: float
+    guard: DeletionGuard
+
+
 async def _run_job(
-    job: Job,
-    settings: Settings,
-    shown: StepProgress,
-    restart: bool,
-    incremental: bool,
-    on_deleted: OnDeleted,
-    wait: float,
+    job: Job, settings: Settings, shown: StepProgress, options: JobOptions
 ) -> JobReport:
     from pipeline.jobs import JobHooks, run_job
 
@@ -145,11 +183,12 @@ async def _run_job(
                 state_dir=settings.state_dir,
                 batch_size=settings.batch_size,
                 concurrency=settings.concurrency,
-                on_deleted=on_deleted,
-                restart=restart,
-                incremental=incremental,
+                on_deleted=options.on_deleted,
+                restart=options.restart,
+                incremental=options.incremental,
                 hooks=hooks,
-                wait=wait,
+                wait=options.wait,
+                guard=options.guard,
             )
         )
 
@@ -160,9 +199,11 @@ def _print_job(report: JobReport, settings: Settings) -> None:
         click.echo(f"step {position}/{len(report.steps)} {result.step.name}: {result.status}")
         if result.report is not None:
             print_import(result.report)
-        elif result.error is not None:
+            if result.deletions is not None:
+                click.echo(f"  {_deletions_line(result.deletions)}")
+        if result.error is not None:
             click.echo(f"  {result.error.described(flag_advice)}")
-        elif result.reason:
+        elif result.reason and result.report is None:
             click.echo(f"  {result.reason}")
     done = sum(1 for s in report.steps if s.status == "finished")
     click.echo(
@@ -171,7 +212,7 @@ def _print_job(report: JobReport, settings: Settings) -> None:
     )
     for result in report.steps:
         where = f"run {report.name}: step {result.step.name}"
-        if result.status != "finished":
+        if result.status != "finished" or result.error is not None:
             why = result.error.described(flag_advice) if result.error else result.reason
             notice(settings, f"{where} {result.status}: {why}")
         elif result.report is not None and result.report.rejected:
@@ -180,3 +221,77 @@ def _print_job(report: JobReport, settings: Settings) -> None:
                 f"{where}: {result.report.rejected:,} rows rejected; "
                 f"see {result.report.rejects_file}",
             )
+
+
+def _deletions_line(deletions: DeletionReport) -> str:
+    """One line on what delete propagation did in a step."""
+    if deletions.refused is not None:
+        return (
+            f"deletions refused: {deletions.planned:,} of {deletions.live:,} synced records "
+            "are gone from the source; nothing was deleted"
+        )
+    if not deletions.planned:
+        return f"deletions: none ({deletions.live:,} synced records all still in the source)"
+    gone = f", {deletions.already_gone:,} already gone" if deletions.already_gone else ""
+    return f"deletions: {deletions.deleted:,} soft-deleted{gone}; ledger: {deletions.ledger}"
+
+
+def _dry_run(job: Job, settings: Settings, guard: DeletionGuard, as_json: bool) -> None:
+    """``run --dry-run``: every step validated, and what it would delete; zero writes."""
+    from pipeline.jobs import preview_job
+
+    async def go() -> list[StepPreview]:
+        async with open_workspace(settings) as client:
+            return await preview_job(job, client, state_dir=settings.state_dir, guard=guard)
+
+    previews = run_async(go())
+    if as_json:
+        click.echo(json.dumps([_preview_dict(p) for p in previews], indent=2))
+    else:
+        for position, preview in enumerate(previews, start=1):
+            click.echo(
+                f"step {position}/{len(previews)} {preview.step.name}: {_preview_line(preview)}"
+            )
+            if preview.refusal is not None:
+                click.echo(f"  a run would refuse these deletions: {preview.refusal}")
+    worst = 0
+    for preview in previews:
+        if preview.error is not None:
+            notice(
+                settings,
+                f"run {job.name}: step {preview.step.name}: {preview.error.described(flag_advice)}",
+            )
+            worst = max(worst, preview.error.exit_code)
+    if worst:
+        raise click.exceptions.Exit(worst)
+
+
+def _preview_line(preview: StepPreview) -> str:
+    if preview.error is not None or preview.validation is None:
+        return "not checked (see below)"
+    v = preview.validation
+    line = f"{v.rows:,} rows, {v.valid:,} valid, {v.rejected:,} rejected"
+    plan = preview.deletions
+    if plan is not None:
+        line += (
+            f"; would soft-delete {plan.count:,} of {plan.live:,} synced records ({plan.share:.1%})"
+        )
+        if plan.count:
+            line += f": {preview.ledger}"
+    return line
+
+
+def _preview_dict(preview: StepPreview) -> dict[str, Any]:
+    plan = preview.deletions
+    v = preview.validation
+    return {
+        "step": preview.step.name,
+        "rows": v.rows if v else None,
+        "valid": v.valid if v else None,
+        "rejected": v.rejected if v else None,
+        "would_delete": plan.count if plan else None,
+        "synced": plan.live if plan else None,
+        "refusal": preview.refusal,
+        "ledger": str(preview.ledger) if preview.ledger else None,
+        "error": preview.error.message if preview.error else None,
+    }

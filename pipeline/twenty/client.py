@@ -26,6 +26,7 @@ from pipeline.config import (
     Workspace,
 )
 from pipeline.errors import FatalApiError
+from pipeline.twenty.deletes import soft_delete_many
 from pipeline.twenty.metadata import Metadata
 from pipeline.twenty.names import ObjectNames, Record
 from pipeline.twenty.pacing import Pacer
@@ -211,6 +212,13 @@ class TwentyClient:
     ) -> list[Record]:
         """Create or update ``records``; see :meth:`Records.upsert_many`."""
         return await self.records.upsert_many(obj, records, upsert=upsert, selection=selection)
+
+    async def soft_delete_many(self, obj: ObjectNames, ids: list[str]) -> set[str]:
+        """Soft-delete ``ids`` in one call; the ids Twenty deleted now (lower case).
+
+        See :func:`pipeline.twenty.deletes.soft_delete_many`.
+        """
+        return await soft_delete_many(self.session, self.api, obj, ids)
 
     async def find_many(
         self,
