@@ -24,7 +24,8 @@ from pipeline.normalize import KEY, KEY_SEPARATOR, LOOKUP_PREFIX, Plan, to_paylo
 from pipeline.rejected_targets import rejected_targets
 from pipeline.schema import ObjectSchema
 from pipeline.sources import ROW
-from pipeline.state import Outcome, RowOutcome, StateStore, content_hash
+from pipeline.state import LOADED, Outcome, RowOutcome, StateStore, content_hash
+from pipeline.targets import TARGETS_PREFIX, TargetWriter, split_targets
 from pipeline.twenty import PAGE_SIZE, TwentyClient
 
 OnDeleted = Literal["restore", "skip", "reject"]
@@ -61,6 +62,11 @@ class LoadStats:
     split_calls: int = 0
     lookup_calls: int = 0
     created_targets: int = 0
+    """Records created by ``on_missing: create`` lookups."""
+    linked: int = 0
+    """Note / task targets written (``targets.*``)."""
+    unlinked: int = 0
+    """Note / task targets of earlier runs taken back: their row links elsewhere now."""
     rate_limited: int = 0
     links_left_empty: int = 0
 
@@ -81,6 +87,8 @@ class _Item:
     """What incremental sync compares (see :func:`sync_hashes`)."""
     note: str | None = None
     """Why a link was left empty (on_missing: null): kept in success.csv."""
+    targets: dict[str, str] = field(default_factory=dict)
+    """Join column -> record id of the targets a note or task is attached to."""
 
 
 def sync_hashes(records: pl.DataFrame, payloads: list[dict[str, Any]] | None = None) -> list[str]:
@@ -151,6 +159,8 @@ class LookupResolver:
             target = plan.schema.object(f.relation.target_object)
             assert target is not None
             join = f.relation.join_column or f"{f.name}Id"
+            if spec.target.startswith(TARGETS_PREFIX):
+                join = TARGETS_PREFIX + join
             lookup = _Lookup(spec, target, spec.lookup, LOOKUP_PREFIX + join, join)
             lookup.cache.update(store.lookup_cache(target.name_singular, spec.lookup))
             written = (known_ids or {}).get((target.name_singular, spec.lookup))
@@ -283,6 +293,10 @@ class Loader:
         self.stats = LoadStats()
         self.lookups = LookupResolver(plan, client, store, self.stats, known_ids)
         self.deleted: set[str] = set()
+        has_targets = any(s.target.startswith(TARGETS_PREFIX) for s in plan.mapping.fields)
+        self.targets = (
+            TargetWriter.for_object(client, plan.schema, plan.object) if has_targets else None
+        )
 
     async def prepare(self) -> None:
         """Before the first write: prefetch small lookup targets and soft-deleted keys."""
@@ -370,6 +384,7 @@ class Loader:
         rejected = await self.lookups.resolve(items, records)
         sendable = []
         for item in items:
+            item.targets = split_targets(item.payload)
             if item.row in rejected:
                 outcomes.append(self._reject(item, rejected[item.row]))
             elif item.identity in self.deleted and self.on_deleted != "restore":
@@ -392,8 +407,10 @@ class Loader:
                 sendable.append(item)
         self.store.mark_sent(batch.id, batch.rows, [item.key for item in items])
         if sendable:
-            outcomes.extend(await self._send(sendable))
-        self.store.mark_done(batch.id, outcomes)
+            sent = await self._send(sendable)
+            await self._attach(sendable, sent)
+            outcomes.extend(sent)
+        self.store.mark_done(batch.id, outcomes)  # after the targets: a resume sends both
         by_outcome: dict[str, int] = dict(Counter(str(o.outcome) for o in outcomes))
         emit(
             "batch",
@@ -408,6 +425,20 @@ class Loader:
         self.stats.rate_limited = self.client.stats.rate_limited
         if self.progress is not None:
             self.progress(self.stats, len(items))
+
+    async def _attach(self, items: list[_Item], outcomes: list[RowOutcome]) -> None:
+        """Write the targets of the notes (tasks) Twenty confirmed."""
+        if self.targets is None:
+            return
+        by_row = {item.row: item for item in items}
+        links = [
+            (str(o.record_id), by_row[o.row].targets, o.outcome != "created")
+            for o in outcomes
+            if o.outcome in LOADED and o.record_id
+        ]
+        linked, unlinked = await self.targets.write(links)
+        self.stats.linked += linked
+        self.stats.unlinked += unlinked
 
     def _reject(self, item: _Item, reason: str) -> RowOutcome:
         self.stats.rejected += 1

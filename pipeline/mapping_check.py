@@ -10,6 +10,7 @@ from __future__ import annotations
 from pipeline.errors import MappingError
 from pipeline.mapping import FieldSpec, Mapping
 from pipeline.schema import Field, ObjectSchema, WorkspaceSchema
+from pipeline.targets import TARGETS_PREFIX, target_choices, target_field
 
 
 def _did_you_mean(options: list[str]) -> str:
@@ -34,7 +35,11 @@ def check_mapping(
     targets: dict[str, FieldSpec] = {}
     for spec in mapping.fields:
         where = f"{mapping.path}:{spec.line}: field {spec.target!r}"
-        resolved = _resolve(spec, obj, where, problems)
+        resolved = (
+            _resolve_target(spec, obj, schema, where, problems)
+            if spec.target.startswith(TARGETS_PREFIX)
+            else _resolve(spec, obj, where, problems)
+        )
         if resolved is None:
             continue
         target, sub = resolved
@@ -46,7 +51,7 @@ def check_mapping(
         _check_options(spec, target, sub, where, problems)
         if columns is not None:
             _check_columns(spec, columns, where, problems)
-    problems.extend(_check_key(mapping, obj))
+    problems.extend(_check_key(mapping, obj, schema))
     if problems:
         raise MappingError(problems)
     return obj
@@ -78,6 +83,31 @@ def _resolve(
         )
         return None
     return resolved
+
+
+def _resolve_target(
+    spec: FieldSpec, obj: ObjectSchema, schema: WorkspaceSchema, where: str, problems: list[str]
+) -> tuple[Field, str | None] | None:
+    """A ``targets.<object>`` spec: the join object's relation it links the record with."""
+    resolved = target_field(schema, obj, spec.target)
+    if resolved is not None:
+        if spec.lookup is None and spec.column is not None:
+            problems.append(
+                f"{where}: a target needs lookup: <unique field of "
+                f"{spec.target[len(TARGETS_PREFIX) :]}> (e.g. lookup: id)"
+            )
+        return resolved
+    choices = target_choices(schema, obj)
+    if not choices:
+        problems.append(
+            f"{where}: {obj.name_singular} has no targets (no {obj.name_singular}Target object "
+            "in this workspace); targets.* attach notes and tasks to records"
+        )
+    else:
+        problems.append(
+            f"{where}: no such target; {obj.name_singular} accepts {', '.join(choices)}"
+        )
+    return None
 
 
 def _same_field(mapped: str, target: str, kind: str, sub: str | None) -> bool:
@@ -167,13 +197,17 @@ def _adds_phones(kind: str, other: str, sub: str | None) -> bool:
     return sub is None and other.endswith(".additionalPhones")
 
 
-def _check_key(mapping: Mapping, obj: ObjectSchema) -> list[str]:
+def _check_key(mapping: Mapping, obj: ObjectSchema, schema: WorkspaceSchema) -> list[str]:
     mapped = {s.target for s in mapping.fields}
     problems = []
     for path in mapping.key:
         if path == "id":
             if "id" not in mapped:
                 problems.append(f"{mapping.where('key')}: key 'id' needs a mapped id column")
+            continue
+        if path.startswith(TARGETS_PREFIX):
+            if target_field(schema, obj, path) is None or path not in mapped:
+                problems.append(f"{mapping.where('key')}: key {path!r} is not a mapped target")
             continue
         if obj.resolve_path(path) is None:
             problems.append(

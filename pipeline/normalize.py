@@ -32,6 +32,7 @@ from pipeline.mapping import FieldSpec, Mapping
 from pipeline.mapping_check import check_mapping, key_is_unique, key_paths
 from pipeline.schema import Field, ObjectSchema, WorkspaceSchema
 from pipeline.sources import ROW
+from pipeline.targets import TARGETS_PREFIX, join_column, target_field
 
 KEY = "_key"
 LOOKUP_PREFIX = "__lookup__"
@@ -62,12 +63,18 @@ class Plan:
         mapping = replace(self.mapping, fields=specs)
         return replace(self, mapping=mapping, derive_id=False, keys_only=True)
 
+    def resolve(self, path: str) -> tuple[Field, str | None] | None:
+        """The field a target path writes: the object's, or a ``targets.*`` join field."""
+        if path.startswith(TARGETS_PREFIX):
+            return target_field(self.schema, self.object, path)
+        return self.object.resolve_path(path)
+
     @property
     def lookups(self) -> list[tuple[FieldSpec, Field]]:
         """Relation specs resolved by lookup, with their field."""
         out = []
         for spec in self.mapping.fields:
-            resolved = self.object.resolve_path(spec.target)
+            resolved = self.resolve(spec.target)
             if resolved and resolved[0].relation is not None and spec.lookup not in (None, "id"):
                 out.append((spec, resolved[0]))
         return out
@@ -226,7 +233,7 @@ def _type_specs(chunk: pl.DataFrame, plan: Plan) -> list[tuple[FieldSpec, pl.Ser
 
     def run(item: tuple[FieldSpec, pl.Series]) -> tuple[FieldSpec, pl.Series, Parsed]:
         spec, raw = item
-        resolved = plan.object.resolve_path(spec.target)
+        resolved = plan.resolve(spec.target)
         assert resolved is not None  # checked by make_plan
         country = (
             raw_texts(
@@ -272,6 +279,8 @@ class _Columns:
         """Put one spec's value where its target path says."""
         if f.relation is not None:
             join = f.relation.join_column or f"{f.name}Id"
+            if spec.target.startswith(TARGETS_PREFIX):
+                join = TARGETS_PREFIX + join  # the note's link, not a field of the note
             if spec.lookup in (None, "id"):
                 self.top[join] = value
             else:
@@ -302,7 +311,7 @@ def _apply_currency(
     """Whole CURRENCY specs: pair the micros with the constant or column currency code."""
     n = chunk.height
     for spec in plan.mapping.fields:
-        resolved = plan.object.resolve_path(spec.target)
+        resolved = plan.resolve(spec.target)
         if resolved is None or resolved[0].type != "CURRENCY" or resolved[1] is not None:
             continue
         f = resolved[0]
@@ -328,7 +337,14 @@ def _key_exprs(records: pl.DataFrame, plan: Plan) -> list[pl.Expr]:
     for path in plan.key:
         head, _, sub = path.partition(".")
         column = head
-        if head not in records.columns:
+        if path.startswith(TARGETS_PREFIX):
+            linked = plan.resolve(path)
+            assert linked is not None  # checked by make_plan
+            column = TARGETS_PREFIX + join_column(linked[0])
+            head, sub = column, ""
+            if column not in records.columns:
+                column = LOOKUP_PREFIX + column
+        elif head not in records.columns:
             key_field = plan.object.field(head)
             if key_field is not None and key_field.relation is not None:
                 column = key_field.relation.join_column or head
@@ -422,7 +438,7 @@ def normalize(chunk: pl.DataFrame, plan: Plan) -> Normalized:
     errors: list[_Judged] = []
     columns = _Columns()
     for spec, raw, out in _type_specs(chunk, plan):
-        f, sub = plan.object.resolve_path(spec.target) or (None, None)
+        f, sub = plan.resolve(spec.target) or (None, None)
         assert f is not None
         out = _required(spec, out)
         errors.append(_Judged(spec.column or spec.target, raw, out.error))
