@@ -153,6 +153,7 @@ class LookupResolver:
         self.stats = stats
         self.schema = plan.schema
         self._lock = asyncio.Lock()
+        self._prepared = False
         self.lookups: list[_Lookup] = []
         for spec, f in plan.lookups:
             assert f.relation is not None and spec.lookup is not None
@@ -172,9 +173,12 @@ class LookupResolver:
     async def prepare(self) -> None:
         """Read small targets whole: one paged read beats a query per batch.
 
-        Not a target an earlier step of the job wrote: its ids are known, and only the
+        Done when the first batch with a link to resolve comes, not before: a run
+        that sends nothing (an unchanged incremental sync) reads nothing for it. Not a
+        target an earlier step of the job wrote: its ids are known, and only the
         values it did not write are asked for, when a batch needs them.
         """
+        self._prepared = True
         for lookup in self.lookups:
             if lookup.from_job:
                 continue
@@ -236,6 +240,8 @@ class LookupResolver:
                 continue
             values = records[lookup.column].to_list()
             async with self._lock:
+                if not self._prepared:
+                    await self.prepare()
                 unknown = sorted({v for v in values if v is not None and v not in lookup.cache})
                 if (unknown and not lookup.complete) or (
                     unknown and lookup.spec.on_missing == "create"
@@ -299,8 +305,7 @@ class Loader:
         )
 
     async def prepare(self) -> None:
-        """Before the first write: prefetch small lookup targets and soft-deleted keys."""
-        await self.lookups.prepare()
+        """Before the first batch: the soft-deleted keys (lookups prefetch on first need)."""
         await self._read_deleted()
 
     async def _read_deleted(self) -> None:

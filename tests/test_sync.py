@@ -233,3 +233,28 @@ async def test_a_changed_link_counts_as_a_change(project: Path, sandbox: Sandbox
     async with rest(sandbox) as http:
         found = (await http.get("/rest/companies", params={"filter": "name[eq]:globex"})).json()
     assert stored["p1@x.io"]["companyId"] == found["data"]["companies"][0]["id"]
+
+
+async def test_an_unchanged_rerun_with_links_reads_only_the_soft_deleted_keys(
+    project: Path, sandbox: Sandbox
+) -> None:
+    (project / "mappings" / "many.yaml").write_text(
+        "version: 1\nobject: person\nkey: [emails.primaryEmail]\nfields:\n"
+        "  emails.primaryEmail: email\n  name.firstName: first\n"
+        "  company: {column: site, lookup: domainName.primaryLinkUrl, on_missing: reject}\n",
+        encoding="utf-8",
+    )
+    async with rest(sandbox) as http:
+        body = {"name": "acme", "domainName": {"primaryLinkUrl": "https://acme.com"}}
+        (await http.post("/rest/companies", json=body)).raise_for_status()
+    source = project / "mon.csv"
+    rows = [f"p{i}@x.io,P{i},acme.com" for i in range(120)]
+    source.write_text("email,first,site\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    first, _ = await sync(project, sandbox, source)
+    assert first.created == 120 and first.calls["reads"] >= 2  # the companies were read
+
+    again, calls = await sync(project, sandbox, source, restart=True)
+    assert again.unchanged == 120 and calls["write"] == 0
+    # the start reads only the metadata and whether any person was soft-deleted since:
+    # no lookup of companies, since no row is sent
+    assert again.calls["reads"] == 1
