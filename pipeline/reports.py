@@ -91,6 +91,10 @@ class ImportReport:
     rejected: int = 0
     blank_rows: int = 0
     links_left_empty: int = 0
+    targets_linked: int = 0
+    """Note / task targets written by this attempt (``targets.*``)."""
+    targets_unlinked: int = 0
+    """Targets of earlier runs taken back by this attempt: their row links elsewhere now."""
     encoding: str | None = None
     delimiter: str | None = None
     batches: int = 0
@@ -130,6 +134,7 @@ class ImportReport:
                 "blank_lines_skipped": self.blank_rows,
             },
             "links_left_empty": self.links_left_empty,
+            "targets": {"linked": self.targets_linked, "unlinked": self.targets_unlinked},
             "encoding": self.encoding,
             "batches": self.batches,
             "resumed": self.resumed,

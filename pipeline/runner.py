@@ -27,7 +27,15 @@ from pipeline.errors import (
 )
 from pipeline.events import emit
 from pipeline.ledgers import RejectsWriter, unpublish, write_ledgers, write_report
-from pipeline.load import Batch, KnownIds, Loader, OnDeleted, batches_of, sync_hashes
+from pipeline.load import (
+    Batch,
+    KnownIds,
+    Loader,
+    LoadStats,
+    OnDeleted,
+    batches_of,
+    sync_hashes,
+)
 from pipeline.lock import state_lock
 from pipeline.mapping import Mapping
 from pipeline.normalize import KEY, LOOKUP_PREFIX
@@ -374,7 +382,7 @@ async def _import_run(
         run = _begin_run(store, prepared, report, print_)
     if on_start is not None:
         on_start(report, store.counts())
-    await _load(
+    stats = await _load(
         prepared,
         client,
         store,
@@ -387,6 +395,7 @@ async def _import_run(
         on_total=on_total,
     )
     store.end_run("finished")
+    report.targets_linked, report.targets_unlinked = stats.linked, stats.unlinked
     _count(report, store, prepared.total_rows)
     write_ledgers(store, folder, prepared.columns, run.id)
     return run
@@ -435,7 +444,7 @@ async def _load(
     on_deleted: OnDeleted,
     progress: LoadProgress | None,
     on_total: TotalHook | None = None,
-) -> None:
+) -> LoadStats:
     """Record the rejects of every chunk, and send the records not yet answered for.
 
     ``progress`` is told about every row once (rejected, sent, unchanged, or already
@@ -491,7 +500,7 @@ async def _load(
             next_id += -(-kept.height // batch_size)
             await asyncio.sleep(0)
 
-    await loader.run(batches())
+    return await loader.run(batches())
 
 
 def _leave_out_unchanged(

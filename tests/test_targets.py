@@ -105,6 +105,7 @@ async def test_notes_and_their_targets_from_one_row(project: Path, sandbox: Sand
     }
     notes_step = report.steps[2].report
     assert notes_step is not None and notes_step.created == 3
+    assert notes_step.targets_linked == 4
 
     # again: nothing doubles (note and target ids are derived from the row)
     async with client(sandbox, Wire(sandbox)) as c:

@@ -312,6 +312,13 @@ def print_import(report: ImportReport) -> None:
             f"  {report.links_left_empty:,} loaded rows have a link left empty "
             "(on_missing: null; the note column of success.csv says which and why)"
         )
+    if report.targets_linked or report.targets_unlinked:
+        unlinked = (
+            f", {report.targets_unlinked:,} links of earlier runs taken back"
+            if report.targets_unlinked
+            else ""
+        )
+        click.echo(f"  {report.targets_linked:,} targets linked{unlinked}")
     calls = report.calls
     click.echo(
         f"  calls: {calls.get('writes', 0):,} writes, {calls.get('reads', 0):,} reads, "
