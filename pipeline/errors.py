@@ -23,7 +23,7 @@
     │       │                         records, reject them, load the rest
     │       └── BatchTooLargeError    "Maximum number of records ..." -> smaller batches
     ├── StateError                    the state folder or store cannot be used  -> exit 1
-    │   └── LedgerMismatch            rows read != loaded + rejected + unchanged: store kept
+    │   └── LedgerMismatch            rows read != loaded + rejected + unchanged + skipped
     └── Interrupted                   Ctrl-C / SIGTERM; state store flushed     -> exit 130
 
 The CLI turns any of these into an exit code in one place (``cli.py``); stages raise
@@ -306,4 +306,4 @@ class StateError(PipelineError):
 
 
 class LedgerMismatch(StateError):
-    """The conservation check failed: rows read != loaded + rejected + unchanged."""
+    """The conservation check failed: rows read != loaded + rejected + unchanged + skipped."""

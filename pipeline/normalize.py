@@ -1,4 +1,4 @@
-"""Normalize: (chunk, plan) -> (records, rejects). Pure: no I/O, no API calls.
+"""Normalize: (chunk, plan) -> (records, rejects, skipped). Pure: no I/O, no API calls.
 
 Every rule is a polars expression over the whole chunk where polars can express it;
 the rules of each field type live in its codec (:mod:`pipeline.fields`). Two rules need
@@ -10,7 +10,8 @@ Records come out as a frame: ``_row``, ``_key`` and one column per top-level tar
 field (structs for composite fields). A relation with ``lookup:`` yields the lookup
 value in ``__lookup__<joinColumn>``; the loader resolves it to an id. Rejected rows come
 out with ``_row``, ``_stage``, ``_column``, ``_value`` and ``_reason``, every reason of
-the row joined by "; ".
+the row joined by "; ". Skipped rows (a note whose body is empty: nothing to create)
+come out with ``_row`` and ``_reason``; they are neither loaded nor rejected.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pipeline.mapping import FieldSpec, Mapping
 from pipeline.mapping_check import check_mapping, key_is_unique, key_paths
 from pipeline.schema import Field, ObjectSchema, WorkspaceSchema
 from pipeline.sources import ROW
-from pipeline.targets import TARGETS_PREFIX, join_column, target_field
+from pipeline.targets import TARGETS_PREFIX, content_paths, join_column, target_field
 
 KEY = "_key"
 LOOKUP_PREFIX = "__lookup__"
@@ -55,11 +56,20 @@ class Plan:
     columns: tuple[str, ...] = field(default=())
     keys_only: bool = False
     """Set on the duplicate pre-pass: keys are computed, values are not judged."""
+    content: tuple[str, ...] = ()
+    """A note's or task's content paths: a row with all of them empty is skipped."""
 
     def key_only(self) -> Plan:
-        """The same plan reduced to the fields the key is made of (duplicate pre-pass)."""
+        """The same plan reduced to the fields the key is made of (duplicate pre-pass).
+
+        The content fields stay: a skipped row has no key to collide with.
+        """
         heads = {p.split(".")[0] for p in self.key}
-        specs = tuple(s for s in self.mapping.fields if s.target.split(".")[0] in heads)
+        specs = tuple(
+            s
+            for s in self.mapping.fields
+            if s.target.split(".")[0] in heads or s.target in self.content
+        )
         mapping = replace(self.mapping, fields=specs)
         return replace(self, mapping=mapping, derive_id=False, keys_only=True)
 
@@ -96,6 +106,7 @@ def make_plan(mapping: Mapping, schema: WorkspaceSchema, columns: list[str] | No
         derive_id=not unique and not mapped_id,
         nulls=nulls,
         columns=tuple(columns or ()),
+        content=content_paths(obj, [s.target for s in mapping.fields]),
     )
 
 
@@ -105,6 +116,8 @@ class Normalized:
 
     records: pl.DataFrame
     rejects: pl.DataFrame
+    skipped: pl.DataFrame
+    """Rows with nothing to load (a note without a body), with ``_reason``."""
 
 
 @dataclass(frozen=True)
@@ -433,16 +446,20 @@ def _derive_ids(records: pl.DataFrame, plan: Plan) -> pl.DataFrame:
 
 
 def normalize(chunk: pl.DataFrame, plan: Plan) -> Normalized:
-    """Normalize one chunk of text rows into records and rejects."""
+    """Normalize one chunk of text rows into records, rejects and skipped rows."""
     n = chunk.height
     errors: list[_Judged] = []
     columns = _Columns()
+    empty: list[pl.Series] = []
     for spec, raw, out in _type_specs(chunk, plan):
         f, sub = plan.resolve(spec.target) or (None, None)
         assert f is not None
+        if spec.target in plan.content:
+            empty.append(raw.is_null())
         out = _required(spec, out)
         errors.append(_Judged(spec.column or spec.target, raw, out.error))
         columns.place(f, sub, spec, out.value)
+    skip = _skipped(empty, n)
     columns.composites(n)
     _apply_currency(chunk, plan, columns.top, errors)
     lookups = {LOOKUP_PREFIX + k: v for k, v in columns.lookups.items()}
@@ -452,19 +469,37 @@ def normalize(chunk: pl.DataFrame, plan: Plan) -> Normalized:
         key = records.select(pl.concat_str(key_exprs, separator=KEY_SEPARATOR).alias(KEY))
         records = records.with_columns(key[KEY])
         if plan.keys_only:  # the duplicate pre-pass wants nothing else
-            return Normalized(records.select(ROW, KEY), chunk.head(0))
+            return Normalized(records.filter(~skip).select(ROW, KEY), chunk.head(0), chunk.head(0))
         errors.append(_missing_key(records, plan, errors))
     else:
         records = records.with_columns(pl.lit(None, dtype=pl.String).alias(KEY))
     reason, first_col, first_val = _reasons(errors, n)
-    bad = reason.is_not_null()
+    bad = reason.is_not_null() & ~skip
     rejects = chunk.filter(bad).with_columns(
         pl.lit("normalize").alias("_stage"),
         first_col.filter(bad).alias("_column"),
         first_val.filter(bad).alias("_value"),
         reason.filter(bad).alias("_reason"),
     )
-    return Normalized(_derive_ids(records.filter(~bad), plan), rejects)
+    kept = records.filter(~bad & ~skip)
+    return Normalized(_derive_ids(kept, plan), rejects, _skip_frame(chunk, skip, plan))
+
+
+def _skipped(empty: list[pl.Series], n: int) -> pl.Series:
+    """Rows whose every content field is empty (none mapped: no row is skipped)."""
+    if not empty:
+        return pl.Series([False] * n, dtype=pl.Boolean)
+    return pl.select(pl.all_horizontal(empty)).to_series()
+
+
+def _skip_frame(chunk: pl.DataFrame, skip: pl.Series, plan: Plan) -> pl.DataFrame:
+    """The skipped rows with the reason the success ledger gives for them."""
+    labels = [s.column or s.target for s in plan.mapping.fields if s.target in plan.content]
+    what = plan.object.name_singular
+    needs = "a title or body" if "title" in plan.content else "a body"
+    empty = f"{labels[0]} is empty" if len(labels) == 1 else f"{' and '.join(labels)} are empty"
+    reason = f"skipped: {empty}, and a {what} without {needs} is not created"
+    return chunk.filter(skip).select(ROW).with_columns(pl.lit(reason).alias("_reason"))
 
 
 # --------------------------------------------------------------------------- records -> JSON

@@ -36,6 +36,8 @@ class PreparedChunk:
     rows: pl.DataFrame
     records: pl.DataFrame
     rejects: pl.DataFrame
+    skipped: pl.DataFrame
+    """``_row``, ``_reason`` of the rows with nothing to load (see :func:`normalize`)."""
 
 
 @dataclass
@@ -73,10 +75,10 @@ class PreparedSource:
     def chunks(self) -> Iterator[PreparedChunk]:
         """The source, chunk by chunk, normalized under ``on_duplicate_key``."""
         for chunk in source_chunks(self.reader, self.columns):
-            records, rejects = prepare_chunk(
+            records, rejects, skipped = prepare_chunk(
                 chunk, self.plan, self.duplicates, self.mapping.on_duplicate_key
             )
-            yield PreparedChunk(chunk, records, rejects)
+            yield PreparedChunk(chunk, records, rejects, skipped)
 
 
 def source_path(mapping: Mapping, override: str | Path | None) -> Path:
@@ -299,8 +301,9 @@ class DuplicateIndex:
 
 def prepare_chunk(
     chunk: pl.DataFrame, plan: Plan, duplicates: DuplicateIndex, mode: str
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Normalize a chunk and apply ``on_duplicate_key``: (records, rejects in row order)."""
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Normalize a chunk and apply ``on_duplicate_key``: (records, rejects in row order,
+    skipped rows)."""
     result = normalize(chunk, plan)
     kept, lost = duplicates.split(result.records, mode)
     duplicate_rejects = chunk.join(lost.select(ROW, "_reason"), on=ROW, how="inner").with_columns(
@@ -309,7 +312,7 @@ def prepare_chunk(
         pl.lit(None, pl.String).alias("_value"),
     )
     rejects = pl.concat([result.rejects, duplicate_rejects], how="diagonal_relaxed").sort(ROW)
-    return kept, rejects
+    return kept, rejects, result.skipped
 
 
 def read_rejects_frame(reader: SourceReader, columns: list[str]) -> pl.DataFrame:

@@ -34,6 +34,8 @@ class ValidationReport:
     source: Path
     rows: int = 0
     valid: int = 0
+    skipped: int = 0
+    """Rows with nothing to load (a note without a body): neither valid nor rejected."""
     rejected: int = 0
     blank_rows: int = 0
     by_reason: Counter[str] = field(default_factory=Counter)
@@ -51,6 +53,7 @@ class ValidationReport:
             "source": str(self.source),
             "rows": self.rows,
             "valid": self.valid,
+            "skipped": self.skipped,
             "rejected": self.rejected,
             "blank_rows": self.blank_rows,
             "rejected_by_reason": dict(self.by_reason.most_common()),
@@ -88,6 +91,8 @@ class ImportReport:
     updated: int = 0
     restored: int = 0
     unchanged: int = 0
+    skipped: int = 0
+    """Rows with nothing to load (a note without a body): neither loaded nor rejected."""
     rejected: int = 0
     blank_rows: int = 0
     links_left_empty: int = 0
@@ -130,6 +135,7 @@ class ImportReport:
                 "updated": self.updated,
                 "restored": self.restored,
                 "unchanged": self.unchanged,
+                "skipped": self.skipped,
                 "rejected": self.rejected,
                 "blank_lines_skipped": self.blank_rows,
             },

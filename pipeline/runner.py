@@ -111,6 +111,7 @@ def validate(
                 report.rows += part.rows.height
                 reject(part.rejects)
                 report.valid += part.records.height
+                report.skipped += part.skipped.height
                 for column in part.records.columns:
                     if column.startswith(LOOKUP_PREFIX):
                         lookup_values.setdefault(column[len(LOOKUP_PREFIX) :], set()).update(
@@ -329,7 +330,7 @@ def _import_ended(mapping: Mapping, report: ImportReport) -> None:
     emit(
         "import_end",
         f"import {mapping.name}: {report.rows_read} rows read, {report.loaded} loaded, "
-        f"{report.unchanged} unchanged, {report.rejected} rejected",
+        f"{report.unchanged} unchanged, {report.skipped} skipped, {report.rejected} rejected",
         mapping=mapping.name,
         object=report.object,
         run=report.run_id,
@@ -338,6 +339,7 @@ def _import_ended(mapping: Mapping, report: ImportReport) -> None:
         updated=report.updated,
         restored=report.restored,
         unchanged=report.unchanged,
+        skipped=report.skipped,
         rejected=report.rejected,
         resumed=report.resumed,
         already_done=report.already_done,
@@ -420,15 +422,17 @@ def _count(report: ImportReport, store: StateStore, rows_read: int) -> None:
     report.updated = counts.get("updated", 0)
     report.restored = counts.get("restored", 0)
     report.unchanged = counts.get("unchanged", 0)
+    report.skipped = counts.get("skipped", 0)
     report.rejected = counts.get("rejected", 0)
     report.batches = store.batch_counts().get("done", 0)
     report.links_left_empty = store.links_left_empty()
-    accounted = report.loaded + report.rejected + report.unchanged
+    accounted = report.loaded + report.rejected + report.unchanged + report.skipped
     if accounted != report.rows_read:
         raise LedgerMismatch(
             f"the ledgers do not add up: {report.rows_read} rows read, but "
             f"{report.loaded} loaded + {report.rejected} rejected + {report.unchanged} "
-            f"unchanged = {accounted}; the state store {store.path} is kept"
+            f"unchanged + {report.skipped} skipped = {accounted}; the state store "
+            f"{store.path} is kept"
         )
 
 
@@ -447,7 +451,7 @@ async def _load(
 ) -> LoadStats:
     """Record the rejects of every chunk, and send the records not yet answered for.
 
-    ``progress`` is told about every row once (rejected, sent, unchanged, or already
+    ``progress`` is told about every row once (rejected, skipped, sent, unchanged, or already
     done on a previous attempt), so its counts add up to the total given to
     ``on_total``. ``incremental`` is the mapping digest under which unchanged records
     are left out (None: every record is sent).
@@ -483,14 +487,16 @@ async def _load(
     async def batches() -> AsyncIterator[Batch]:
         next_id = store.next_batch_id()
         for part in prepared.chunks():
-            kept, rejects = part.records, part.rejects
+            kept, rejects, skipped = part.records, part.rejects, part.skipped
             if final.len():
                 known = _final_in(final, part.rows)
-                rejects = rejects.filter(~pl.col(ROW).is_in(known.implode()))
-                kept = kept.filter(~pl.col(ROW).is_in(known.implode()))
+                done = ~pl.col(ROW).is_in(known.implode())
+                rejects, kept = rejects.filter(done), kept.filter(done)
+                skipped = skipped.filter(done)
                 advance(known.len())
             _record_rejects(store, rejects, prepared.columns)
-            advance(rejects.height)
+            _record_skipped(store, skipped)
+            advance(rejects.height + skipped.height)
             if incremental is not None and kept.height:
                 before = kept.height
                 kept = _leave_out_unchanged(kept, store, loader, incremental)
@@ -532,6 +538,15 @@ def _final_in(final: pl.Series, chunk: pl.DataFrame) -> pl.Series:
     rows = chunk[ROW]
     window = final.filter((final >= rows.min()) & (final <= rows.max()))
     return window.filter(window.is_in(rows.implode()))
+
+
+def _record_skipped(store: StateStore, skipped: pl.DataFrame) -> None:
+    """Record the rows with nothing to load; recording one again on resume changes nothing."""
+    if skipped.height:
+        store.record_rows(
+            RowOutcome(int(row), "skipped", reason=reason)
+            for row, reason in skipped.select(ROW, "_reason").iter_rows()
+        )
 
 
 def _record_rejects(store: StateStore, rejects: pl.DataFrame, columns: list[str]) -> None:

@@ -38,7 +38,7 @@ from pipeline.errors import RESTART_SETS_ASIDE, WRITABLE_STATE_DIR, Stage, State
 SCHEMA_VERSION = 2
 STORE_NAME = "state.sqlite"
 OLD_CHECKPOINT = "checkpoint.sqlite"  # schema 1: one run per file
-Outcome = Literal["created", "updated", "restored", "unchanged", "rejected"]
+Outcome = Literal["created", "updated", "restored", "unchanged", "skipped", "rejected"]
 RunStatus = Literal["running", "finished", "abandoned"]
 LOADED = ("created", "updated", "restored")
 
@@ -297,14 +297,15 @@ class StateStore:
     def final_rows(self) -> pl.Series:
         """Sorted source rows of this run whose outcome came from the workspace.
 
-        They are final: a resume never sends them again. Rows rejected before any
-        call (read / normalize) are not: a resume judges them again, so that their
-        outcome is true for the workspace and mapping of now.
+        They are final: a resume never sends them again. Rows rejected or skipped
+        before any call (read / normalize) are not: a resume judges them again, so that
+        their outcome is true for the workspace and mapping of now.
         """
         rows = [
             r[0]
             for r in self.db.execute(
-                "SELECT row FROM rows WHERE run = ? AND (outcome != 'rejected' OR stage = 'load')"
+                "SELECT row FROM rows WHERE run = ? AND "
+                "(outcome NOT IN ('rejected', 'skipped') OR stage = 'load')"
                 " ORDER BY row",
                 (self._run(),),
             )

@@ -26,6 +26,21 @@ from pipeline.twenty import TwentyClient
 
 TARGETS_PREFIX = "targets."
 NAMESPACE = uuid.UUID("6f1c3a8e-2d4b-5e7f-9a0b-1c2d3e4f5a6b")
+CONTENT_FIELDS = {"note": ("bodyV2", "body"), "task": ("bodyV2", "body", "title")}
+"""What a note or task is made of: a row with all of them empty has nothing to attach.
+
+A task titled "Call Ada" with no body is a task; a note titled "Follow-up" with no
+body is an empty shell (CRM exports hold many: calls and e-mails logged without text).
+"""
+
+
+def content_paths(obj: ObjectSchema, targets: Sequence[str]) -> tuple[str, ...]:
+    """The mapped ``targets`` that are ``obj``'s content, when ``obj`` is a note or task.
+
+    A row whose content paths are all empty is skipped, not loaded nor rejected.
+    """
+    heads = CONTENT_FIELDS.get(obj.name_singular, ())
+    return tuple(t for t in targets if t.split(".")[0] in heads)
 
 
 def join_object(schema: WorkspaceSchema, obj: ObjectSchema) -> ObjectSchema | None:

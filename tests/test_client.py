@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import shutil
 import ssl
 import subprocess
@@ -882,3 +883,25 @@ async def test_real_self_signed_certificate_fails_at_once_with_advice(
         "fix the certificate or set SSL_CERT_FILE to a CA bundle that trusts it"
     )
     assert sleeps.delays == [] and client.stats.metadata == 1
+
+
+async def test_retries_and_429s_are_events_with_their_figures(
+    make_client: Any, sleeps: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler, _ = sequence(
+        httpx.Response(503, text="upstream down"), newest_429("7"), rest_created(1)
+    )
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        async with make_client(handler, api="rest") as client:
+            await client.upsert_many(PEOPLE, [{"city": "x"}])
+    events = [(r.event, r.fields) for r in caplog.records if hasattr(r, "event")]  # type: ignore[attr-defined]
+    assert [name for name, _ in events] == ["retry", "rate_limited"]
+    retry, limited = events[0][1], events[1][1]
+    assert (retry["call"], retry["method"], retry["status"], retry["attempt"]) == (
+        "write",
+        "POST",
+        503,
+        1,
+    )
+    assert retry["path"] == "/rest/batch/people" and "503" in retry["reason"]
+    assert (limited["status"], limited["attempt"], limited["delay"]) == (429, 2, 7.0)

@@ -251,20 +251,22 @@ def test_cli_run_of_the_demo_job(project: Path) -> None:
     assert result.exit_code == 3, result.output  # the samples hold bad rows on purpose
     steps = [line for line in result.stdout.splitlines() if line.startswith("step ")]
     assert steps == [
-        "step 1/3 companies: finished",
-        "step 2/3 people: finished",
-        "step 3/3 opportunities: finished",
+        "step 1/4 companies: finished",
+        "step 2/4 people: finished",
+        "step 3/4 opportunities: finished",
+        "step 4/4 notes: finished",
     ]
-    assert "job demo: 3 of 3 steps finished in " in result.stdout
+    assert "job demo: 4 of 4 steps finished in " in result.stdout
     state = project / "state" / "demo"
     assert result.stderr.splitlines() == [
         f"run demo: step companies: 4 rows rejected; see {state}/companies/rejects.csv",
         f"run demo: step people: 6 rows rejected; see {state}/people/rejects.csv",
         f"run demo: step opportunities: 3 rows rejected; see {state}/opportunities/rejects.csv",
+        f"run demo: step notes: 1 row rejected; see {state}/notes/rejects.csv",
     ]
     again = runner.invoke(cli, ["run", job, "--json"], env=env)
     report = json.loads(again.stdout)
-    assert [s["report"]["already_done"] for s in report["steps"]] == [True, True, True]
+    assert [s["report"]["already_done"] for s in report["steps"]] == [True] * 4
     assert report["exit_code"] == 3
 
 
@@ -307,15 +309,16 @@ def test_json_logs_give_one_object_per_line_for_every_event(project: Path) -> No
     assert result.exit_code == 3, result.output
     lines = [json.loads(line) for line in result.stderr.splitlines()]  # every line is JSON
     events = [line.get("event") for line in lines]
-    assert events.count("step_start") == 3 and events.count("step_end") == 3
-    assert events.count("import_end") == 3 and events.count("batch") == 3
+    assert events.count("step_start") == 4 and events.count("step_end") == 4
+    assert events.count("import_end") == 4 and events.count("batch") == 4
     [job_end] = [line for line in lines if line.get("event") == "job_end"]
-    assert (job_end["exit_code"], job_end["finished"], job_end["failed"]) == (3, 3, 0)
+    assert (job_end["exit_code"], job_end["finished"], job_end["failed"]) == (3, 4, 0)
     ends = {line["mapping"]: line for line in lines if line.get("event") == "import_end"}
     assert {m: (e["created"], e["rejected"]) for m, e in ends.items()} == {
         "companies": (7, 4),
         "people": (6, 6),
         "opportunities": (4, 3),
+        "notes": (5, 1),
     }
     batch = next(line for line in lines if line.get("event") == "batch")
     assert (batch["object"], batch["rows"], batch["outcomes"]) == ("company", 7, {"created": 7})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +155,53 @@ async def test_an_unknown_target_is_refused_with_the_choices(
         "no such target; note accepts targets.company, targets.opportunity, targets.person" in p
         for p in refused.value.problems
     )
+
+
+async def test_a_note_without_a_body_is_skipped_not_rejected(
+    project: Path, sandbox: Sandbox
+) -> None:
+    job = crm_job(
+        project,
+        "Subject,Note,Contact Email,Company Domain\n"
+        "Call,Left a message,ann@acme.com,\n"
+        "Call,,ann@acme.com,\n"  # logged without text: same title, no body
+        'Meeting,"  ",bob@globex.com,globex.com\n'  # blanks only
+        "Lunch,Pasta,nobody@nowhere.com,\n",  # a real reject beside them
+    )
+    async with client(sandbox, Wire(sandbox)) as c:
+        report = await run_job(load_job(job), c, state_dir=project / "state")
+    step = report.steps[2].report
+    assert step is not None
+    assert (step.rows_read, step.created, step.skipped, step.rejected) == (4, 1, 2, 1)
+    assert step.exit_code == 3  # the reject, not the skips
+    assert [n["title"] for n in await everything(sandbox, "notes")] == ["Call"]
+    assert await links(sandbox) == {("Call", "ann@acme.com", None)}
+    success = (Path(step.state_dir) / "success.csv").read_text(encoding="utf-8").splitlines()
+    assert success[2:] == [
+        '3,,,skipped,"skipped: Note is empty, and a note without a body is not created"',
+        '4,,,skipped,"skipped: Note is empty, and a note without a body is not created"',
+    ]
+    rejects = (Path(step.state_dir) / "rejects.csv").read_text(encoding="utf-8")
+    assert rejects.count("\n") == 2 and "nobody@nowhere.com" in rejects
+    saved = json.loads((Path(step.state_dir) / "report.json").read_text())
+    assert saved["rows"]["skipped"] == 2
+
+
+async def test_a_task_is_skipped_only_without_title_and_body(
+    project: Path, sandbox: Sandbox
+) -> None:
+    data = project / "tasks"
+    data.mkdir()
+    (data / "tasks.csv").write_text("Subject,Body\nCall Ada,\nSend,The contract\n,\n")
+    (data / "tasks.yaml").write_text(
+        "version: 1\nobject: task\nsource: {path: tasks.csv}\nkey: [title]\n"
+        "fields:\n  title: Subject\n  bodyV2.markdown: Body\n"
+    )
+    (data / "job.yaml").write_text("version: 1\nname: todo\nsteps:\n  - tasks.yaml\n")
+    async with client(sandbox, Wire(sandbox)) as c:
+        report = await run_job(load_job(data / "job.yaml"), c, state_dir=project / "state")
+    step = report.steps[0].report
+    assert step is not None
+    assert (step.created, step.skipped, step.rejected) == (2, 1, 0)
+    tasks = {t["title"]: t["bodyV2"]["markdown"] for t in await everything(sandbox, "tasks")}
+    assert tasks == {"Call Ada": "", "Send": "The contract"}

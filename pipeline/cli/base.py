@@ -120,6 +120,11 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+def rows(count: int) -> str:
+    """``1 row``, ``4 rows``."""
+    return f"{count:,} row{'' if count == 1 else 's'}"
+
+
 def notice(settings: Settings, text: str) -> None:
     """A line for the person or the log collector on stderr: plain, or a JSON record."""
     if settings.log_format == "json":

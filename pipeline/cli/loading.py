@@ -15,6 +15,7 @@ from pipeline.cli.base import (
     notice,
     on_deleted_option,
     progress_bar,
+    rows,
     run_async,
     settings_from,
     stopping_on_sigterm,
@@ -100,6 +101,8 @@ def _how_read(report: ValidationReport | ImportReport) -> str:
 def _print_validation(report: ValidationReport, offline: bool) -> None:
     click.echo(f"{report.source}: {report.rows:,} rows read{_how_read(report)}")
     click.echo(f"  valid:    {report.valid:,}")
+    if report.skipped:
+        click.echo(f"  skipped:  {report.skipped:,} (empty: no body to create a note or task from)")
     click.echo(f"  rejected: {report.rejected:,}")
     if report.blank_rows:
         click.echo(f"  blank lines skipped: {report.blank_rows:,}")
@@ -212,7 +215,7 @@ def import_(
     if report.exit_code == EXIT_REJECTED:
         notice(
             settings,
-            f"import {mapping.name}: {report.rejected:,} rows rejected; see {report.rejects_file}",
+            f"import {mapping.name}: {rows(report.rejected)} rejected; see {report.rejects_file}",
         )
     if report.exit_code:
         raise click.exceptions.Exit(report.exit_code)
@@ -302,6 +305,7 @@ def print_import(report: ImportReport) -> None:
         ("updated", report.updated),
         ("restored", report.restored),
         ("unchanged", report.unchanged),
+        ("skipped", report.skipped),
         ("rejected", report.rejected),
     ]
     for label, value in rows:

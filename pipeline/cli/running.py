@@ -14,6 +14,7 @@ from pipeline.cli.base import (
     flag_advice,
     notice,
     on_deleted_option,
+    rows,
     run_async,
     settings_from,
     stopping_on_sigterm,
@@ -218,7 +219,7 @@ def _print_job(report: JobReport, settings: Settings) -> None:
         elif result.report is not None and result.report.rejected:
             notice(
                 settings,
-                f"{where}: {result.report.rejected:,} rows rejected; "
+                f"{where}: {rows(result.report.rejected)} rejected; "
                 f"see {result.report.rejects_file}",
             )
 

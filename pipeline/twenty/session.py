@@ -193,7 +193,27 @@ class Session:
                     exc.attempts = attempt
                     raise
                 delay = self._delay_before_retry(exc, attempt)
-                log.warning("%s; retry %d/%d in %.1fs", exc, attempt, self.retry.max_retries, delay)
+                limited = isinstance(exc, RateLimitedError)
+                log.warning(
+                    "%s; retry %d/%d in %.1fs",
+                    exc,
+                    attempt,
+                    self.retry.max_retries,
+                    delay,
+                    extra={
+                        "event": "rate_limited" if limited else "retry",
+                        "fields": {
+                            "call": kind,
+                            "method": method,
+                            "path": path,
+                            "status": exc.status_code,
+                            "attempt": attempt,
+                            "max_retries": self.retry.max_retries,
+                            "delay": round(delay, 3),
+                            "reason": str(exc),
+                        },
+                    },
+                )
                 await self._sleep(delay)
 
     def _delay_before_retry(self, exc: RetriableApiError, attempt: int) -> float:
