@@ -34,6 +34,7 @@ SANDBOX_FILE_NAME = "sandbox.sqlite"
 SANDBOX_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 MAX_BATCH_SIZE = 200  # Twenty's QUERY_MAX_RECORDS (twenty-api.md §2.4)
 DEFAULT_BATCH_SIZE = 60  # what Twenty's docs promise on every release
+DEFAULT_RESERVE = 1  # tokens of the workspace's initial bucket left for other clients
 DEFAULT_TIMEOUT = 60.0  # seconds httpx waits for connect / each read / each write
 DEFAULT_CALL_DEADLINE = 180.0  # seconds one whole call may take, body included
 
@@ -201,6 +202,8 @@ class Workspace:
         api: flavour used for writes.
         rate: the workspace's call budget.
         concurrency: requests in flight at once.
+        reserve: tokens of the workspace's bucket the pacer never spends (for other
+            clients of the workspace).
         allow_insecure: plain ``http://`` to a host that is not loopback is allowed.
         timeout: seconds httpx waits to connect, and for each read or write.
         call_deadline: seconds one whole call may take, body included (a server that
@@ -214,6 +217,7 @@ class Workspace:
     api: ApiFlavour = "graphql"
     rate: Rate = DEFAULT_RATE
     concurrency: int = 4
+    reserve: int = DEFAULT_RESERVE
     allow_insecure: bool = False
     timeout: float = DEFAULT_TIMEOUT
     call_deadline: float = DEFAULT_CALL_DEADLINE
@@ -454,19 +458,24 @@ def build_settings(
     log_format = _choice(
         _pick("log_format", flags, env, "TWENTY_LOG_FORMAT"), "text", ("text", "json"), problems
     )
-    batch_size = _int_in_range(
-        _pick("batch_size", flags, env, "TWENTY_BATCH_SIZE"),
-        DEFAULT_BATCH_SIZE,
-        1,
-        MAX_BATCH_SIZE,
-        problems,
-    )
+    batch_raw = _pick("batch_size", flags, env, "TWENTY_BATCH_SIZE")
+    if batch_raw is not None and str(batch_raw[0]).strip().lower() == "auto":
+        batch_raw = (MAX_BATCH_SIZE, batch_raw[1])  # lowered by the server's refusal, if any
+    batch_size = _int_in_range(batch_raw, DEFAULT_BATCH_SIZE, 1, MAX_BATCH_SIZE, problems)
+    rate = _rate(flags, env, problems)
     pace = Workspace(
         api=cast(ApiFlavour, api),
         concurrency=_int_in_range(
             _pick("concurrency", flags, env, "TWENTY_CONCURRENCY"), 4, 1, 64, problems
         ),
-        rate=_rate(flags, env, problems),
+        rate=rate,
+        reserve=_int_in_range(
+            _pick("reserve", flags, env, "TWENTY_RESERVE"),
+            min(DEFAULT_RESERVE, rate.calls - 1),
+            0,
+            rate.calls - 1,
+            problems,
+        ),
     )
     workspace = _workspace(flags, env, state_dir, pace, problems, need_workspace=need_workspace)
     if problems:

@@ -207,11 +207,28 @@ class RetriableApiError(ApiError):
 
 
 class RateLimitedError(RetriableApiError):
-    """The workspace's rate limit answered; ``retry_after`` is in seconds when Twenty said."""
+    """The workspace's rate limit answered, with what it said of its bucket.
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+    ``retry_after`` is in seconds; ``bucket`` is ``legacy`` (the throttler's bare
+    "Limit reached") or ``v2`` (the usage-limit engine's RATE_LIMITED); ``limit`` and
+    ``window_s`` are the bucket's calls per window. Each is None when Twenty did not say.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        bucket: Literal["legacy", "v2"] | None = None,
+        limit: int | None = None,
+        window_s: float | None = None,
+        **kw: object,
+    ) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.retry_after = retry_after
+        self.bucket = bucket
+        self.limit = limit
+        self.window_s = window_s
 
 
 class ServerError(RetriableApiError):

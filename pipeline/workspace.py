@@ -50,6 +50,7 @@ async def open_workspace(
             key_source=f"the sandbox at {workspace.sandbox}",
             rate=workspace.rate,
             concurrency=workspace.concurrency,
+            reserve=workspace.reserve,
             api=workspace.api,
             transport=httpx.ASGITransport(app=sandbox.app),
         ) as client:

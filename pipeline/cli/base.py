@@ -184,9 +184,17 @@ def workspace_options(func: F) -> F:
             help="Workspace rate limit [TWENTY_RATE; default 100/60].",
         ),
         click.option(
-            "--batch-size", help="Records per write call, 1-200 [TWENTY_BATCH_SIZE; default 60]."
+            "--batch-size",
+            help="Records per write call, 1-200, or auto: 200, lowered for the rest of the "
+            "run if the server refuses [TWENTY_BATCH_SIZE; default 60].",
         ),
         click.option("--concurrency", help="Requests in flight [TWENTY_CONCURRENCY; default 4]."),
+        click.option(
+            "--reserve",
+            metavar="TOKENS",
+            help="Calls of the workspace's rate-limit bucket left unspent for other clients "
+            "[TWENTY_RESERVE; default 1].",
+        ),
         click.option(
             "--state-dir",
             help="Folder for checkpoints, ledgers, reports [TWENTY_STATE_DIR; .twenty-pipeline].",
@@ -239,6 +247,7 @@ SETTING_FLAGS = (
     "rate",
     "batch_size",
     "concurrency",
+    "reserve",
     "state_dir",
     "quiet",
     "log_format",

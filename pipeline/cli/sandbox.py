@@ -45,6 +45,14 @@ def sandbox() -> None:
     show_default=True,
     help="Which Twenty generation to mimic (envelopes, 429 shape, REST batch upsert).",
 )
+@click.option(
+    "--bucket",
+    type=click.Choice(["legacy", "v2"]),
+    default=None,
+    help="Twenty's token bucket: the legacy throttler (refill rounded down, bare 429) or "
+    "the v2 usage-limit engine (fractions kept, Retry-After). Default: the profile's "
+    "(newest: v2, legacy: legacy).",
+)
 @click.option("--api-key", "api_key", help="Accept this API key (default: the stored one).")
 @click.option(
     "--rate",
@@ -127,7 +135,10 @@ def sandbox_serve(
     try:
         listener = _listen(host, port)
         url = f"http://{host}:{listener.getsockname()[1]}"
-        click.echo(f"Sandbox workspace {db_path} ({profile} profile) listening on {url}")
+        click.echo(
+            f"Sandbox workspace {db_path} ({profile} profile, {options.bucket_kind} bucket "
+            f"{given['rate']}) listening on {url}"
+        )
         click.echo(f"  export TWENTY_API_URL={url}")
         click.echo(f"  export TWENTY_API_KEY={workspace.api_key}")
         sys.stdout.flush()
@@ -192,6 +203,7 @@ def _sandbox_options(profile: str, given: dict[str, Any]) -> SandboxOptions:
         raise ConfigError(problems)
     return SandboxOptions(
         profile="legacy" if profile == "legacy" else "newest",
+        bucket=given["bucket"],
         rate_limit=bucket.calls,
         rate_window_ms=bucket.seconds * 1000,
         throttle=not given["no_throttle"],

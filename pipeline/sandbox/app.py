@@ -24,7 +24,7 @@ from pipeline.sandbox.faults import FaultInjector, Faults, InjectedDisconnect
 from pipeline.sandbox.graphql_http import GraphQLEndpoints
 from pipeline.sandbox.rest_core import RestCore
 from pipeline.sandbox.rest_metadata import RestMetadata
-from pipeline.sandbox.throttle import Throttler, wall_clock_ms
+from pipeline.sandbox.throttle import BucketKind, Throttler, wall_clock_ms
 
 __all__ = ["Faults", "InjectedDisconnect", "Profile", "Sandbox", "SandboxOptions"]
 
@@ -34,6 +34,9 @@ class SandboxOptions:
     """How the sandbox behaves; defaults are Twenty's own."""
 
     profile: Profile = "newest"
+    bucket: BucketKind | None = None
+    """Which token bucket (twenty-api.md §5): ``legacy`` or ``v2``; None: the
+    profile's (``newest`` has the usage-limit engine, ``legacy`` the throttler)."""
     rate_limit: int = 100
     rate_window_ms: float = 60_000
     short_limit: int = 100
@@ -41,6 +44,13 @@ class SandboxOptions:
     throttle: bool = True
     max_records: int = 200
     faults: Faults = field(default_factory=Faults)
+
+    @property
+    def bucket_kind(self) -> BucketKind:
+        """The bucket in force: the one asked for, or the profile's."""
+        if self.bucket is not None:
+            return self.bucket
+        return "legacy" if self.profile == "legacy" else "v2"
 
 
 async def health(request: Request) -> Response:
@@ -69,6 +79,7 @@ class Sandbox:
             short_window_ms=self.options.short_window_ms,
             clock=clock_ms,
             enabled=self.options.throttle,
+            kind=self.options.bucket_kind,
         )
         self.gate = Gatekeeper(self.engine, self.throttler, self.options.profile)
         self.app = FaultInjector(

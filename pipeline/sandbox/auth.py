@@ -1,7 +1,8 @@
 """Who may call, and how often: API-key authentication (§1) and the throttled answers (§5).
 
-The answers differ by Twenty release: ``legacy`` servers refuse with the throttler's
-``Limit reached`` message, ``newest`` ones with the usage-limit module's 429 body.
+A refusal is shaped by the bucket that made it: the legacy throttler's bare
+``Limit reached (N tokens per M ms)``, or the usage-limit engine's 429 with
+``Retry-After`` and ``X-RateLimit-*`` (twenty-api.md §5.1, §5.2).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ Profile = Literal["newest", "legacy"]
 
 
 class Gatekeeper:
-    """Authenticates each call and spends its token, answering refusals per profile."""
+    """Authenticates each call and spends its token, answering refusals per bucket."""
 
     def __init__(self, engine: Engine, throttler: Throttler, profile: Profile) -> None:
         self.engine = engine
@@ -62,8 +63,12 @@ class Gatekeeper:
         }
         return actor, None
 
+    @property
+    def _legacy_bucket(self) -> bool:
+        return self.throttler.kind == "legacy"
+
     def _limit_message(self, refusal: Refusal) -> str:
-        if self.profile == "legacy":
+        if self._legacy_bucket:
             return f"Limit reached ({refusal.limit} tokens per {refusal.window_ms:g} ms)"
         return (
             f"Rate limit exceeded for apiKey: {refusal.limit} requests per "
@@ -76,7 +81,7 @@ class Gatekeeper:
     def rest_throttled(self, refusal: Refusal) -> JSONResponse:
         """The 429 of the configured profile (twenty-api.md §5.1 / §5.2)."""
         message = self._limit_message(refusal)
-        if self.profile == "legacy":
+        if self._legacy_bucket:
             return rest_error(429, "HttpException", message)
         retry = self._retry_after_s(refusal)
         body = {
@@ -103,7 +108,7 @@ class Gatekeeper:
     def graphql_throttled(self, refusal: Refusal) -> GraphQLError:
         """The GraphQL error of the configured profile for a refused root field."""
         message = self._limit_message(refusal)
-        if self.profile == "legacy":
+        if self._legacy_bucket:
             return GraphQLError(
                 message, extensions={"code": "BAD_USER_INPUT", "userFriendlyMessage": message}
             )

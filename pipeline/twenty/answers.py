@@ -16,10 +16,8 @@ error is rewritten after it is raised, and none can carry the key.
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import re
 import ssl
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -39,6 +37,7 @@ from pipeline.errors import (
     TransportError,
     UnconfirmedWriteError,
 )
+from pipeline.twenty.limits import graphql_refusal, rest_refusal
 from pipeline.twenty.names import Record
 
 Redact = Callable[[str], str]
@@ -165,20 +164,6 @@ def _server_message(body: Any, response: httpx.Response) -> str:
     return text[:300] if text else response.reason_phrase
 
 
-def _retry_after(response: httpx.Response, body: Any) -> float | None:
-    header = response.headers.get("retry-after")
-    if header:
-        try:
-            return max(0.0, float(header))
-        except ValueError:
-            with contextlib.suppress(TypeError, ValueError):
-                moment = email.utils.parsedate_to_datetime(header)
-                return max(0.0, moment.timestamp() - time.time())
-    if isinstance(body, dict) and isinstance(body.get("retryAfterSeconds"), int | float):
-        return float(body["retryAfterSeconds"])
-    return None
-
-
 _MAX_RECORDS_RE = re.compile(r"Maximum number of records[^0-9]*(\d+)", re.IGNORECASE)
 
 
@@ -245,7 +230,7 @@ def error_for_status(
     if status == 429:
         return RateLimitedError(
             f"{method} {path}: rate limited ({message})",
-            retry_after=_retry_after(response, body),
+            **rest_refusal(response, body, message),
             **where,
         )
     if status == 408 or status >= 500:
@@ -309,10 +294,10 @@ def graphql_error(
     if code in ("UNAUTHENTICATED", "FORBIDDEN"):
         return AuthError(_auth_message(200, messages, key_source), **where)
     if code == "RATE_LIMITED" or message.startswith("Limit reached"):
-        retry_ms = extensions.get("retryAfterMs")
-        retry = float(retry_ms) / 1000 if isinstance(retry_ms, int | float) else None
         return RateLimitedError(
-            f"{method} {path}: rate limited ({message})", retry_after=retry, **where
+            f"{method} {path}: rate limited ({message})",
+            **graphql_refusal(extensions, message),
+            **where,
         )
     if code in ("INTERNAL_SERVER_ERROR", "TIMEOUT") or "timeout" in message.lower():
         return ServerError(f"{method} {path}: server error: {messages}", **where)

@@ -18,6 +18,7 @@ import httpx
 
 from pipeline.config import (
     DEFAULT_RATE,
+    DEFAULT_RESERVE,
     DEFAULT_TIMEOUT,
     ApiFlavour,
     Rate,
@@ -29,7 +30,7 @@ from pipeline.errors import FatalApiError
 from pipeline.twenty.deletes import soft_delete_many
 from pipeline.twenty.metadata import Metadata
 from pipeline.twenty.names import ObjectNames, Record
-from pipeline.twenty.pacing import Pacer
+from pipeline.twenty.pacing import BucketKind, Pacer
 from pipeline.twenty.paginate import PAGE_SIZE, Page
 from pipeline.twenty.records import Records
 from pipeline.twenty.session import CallKind, CallStats, RetryPolicy, Session
@@ -52,6 +53,9 @@ class TwentyClient:
         call_deadline: seconds one whole call may take, body included (default three
             times ``timeout``); an overdue call is a retriable transport error.
         max_retries: attempts after the first before a retriable error is raised.
+        reserve: tokens of the workspace's bucket left for other clients.
+        bucket: the server's rate-limit bucket (``legacy``/``v2``) when known.
+        pace_margin: seconds of network jitter the pacer absorbs (None: its default).
         sleep: the coroutine used for back-off waits (tests pass a recorder).
     """
 
@@ -70,7 +74,9 @@ class TwentyClient:
         max_retries: int = 8,
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
-        pace_margin: float = 0.02,
+        reserve: int = DEFAULT_RESERVE,
+        bucket: BucketKind | None = None,
+        pace_margin: float | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -84,6 +90,8 @@ class TwentyClient:
             timeout=timeout,
             call_deadline=call_deadline,
             retry=RetryPolicy(max_retries, backoff_base, backoff_cap),
+            reserve=reserve,
+            bucket=bucket,
             pace_margin=pace_margin,
             rng=rng,
             sleep=sleep,
@@ -104,6 +112,7 @@ class TwentyClient:
             key_source=workspace.key_source,
             rate=workspace.rate,
             concurrency=workspace.concurrency,
+            reserve=workspace.reserve,
             api=workspace.api,
             transport=transport,
             timeout=workspace.timeout,

@@ -1,92 +1,276 @@
-"""Pacing: space call starts so that Twenty's token bucket never runs dry.
+"""Pacing: spend the workspace's token bucket as fast as Twenty allows, and no faster.
 
-Twenty's legacy throttler (twenty-api.md §5.1) is a token bucket whose refill is
-``floor(elapsed * limit / window)`` and whose clock restarts on every accepted call,
-so a call that arrives less than ``window / limit`` after the previous one regains no
-token at all. A client that merely stays under "100 per minute" on average still
-drains the bucket and meets 429s. :class:`Pacer` therefore spaces call *starts* at
-least ``window / limit`` apart (plus a small margin for network jitter), through an
-``aiolimiter`` bucket of capacity one; the session keeps up to ``concurrency`` calls
-in flight so that slow answers do not waste the budget. The bucket is per workspace,
-so each workspace's session owns its own pacer.
+Twenty counts API calls in a per-workspace token bucket that starts **full** (``limit``
+tokens, 100 by default) and refills ``limit`` tokens per ``window`` (twenty-api.md §5).
+Two generations exist and a client cannot tell which one it talks to before a 429:
+
+- **legacy** (the throttler, §5.1): the refill is ``floor(elapsed / interval)`` and the
+  refill clock restarts on every admitted call, so a call arriving less than an
+  ``interval`` after the previous one regains nothing and the fraction is lost.
+- **v2** (the usage-limit engine, §5.2): the refill keeps its fractions.
+
+In both a refused call writes nothing: a 429 costs a round trip, not a token.
+
+:class:`Pacer` keeps a model of the server's bucket, fed with the start time of each
+call, and lets a call start only when the model says the server will admit it:
+
+- The initial bucket is spent first (all but ``reserve`` tokens, left for other clients
+  of the workspace), then the refill rate is held.
+- Until the server is known to keep fractions, calls go out in **clusters** of up to
+  ``group`` calls (the session's concurrency) at once. The first call of a cluster
+  arrives at least ``m`` intervals (plus a jitter ``margin``) after the last call of the
+  previous one and regains ``m`` tokens; the others arrive right after it and spend
+  stock without losing a fraction. The margin is paid once per cluster, not per call,
+  and the legacy bucket's rounding costs nothing else. The model counts a gain as
+  ``floor((start - previous start - margin) / interval)``, which the server's own gain
+  (measured on arrival times) is never below while the network jitter stays under
+  ``margin``.
+- On a **v2** server (learnt from a 429's shape) calls start as soon as the fluid
+  bucket holds a token above the reserve: fractions accumulate and no margin is paid.
+- A 429 tells the pacer which bucket the server has and, when it says so, its real
+  limit (``Limit reached (N tokens per M ms)``, ``X-RateLimit-Limit`` and the period):
+  a limit lower than the configured rate is adopted for the rest of the run. The model
+  is then reset to an empty bucket, so a bucket that another client had half spent
+  costs the calls already in flight (at most ``group``) and then the steady rate.
+  429s that keep coming after a reset (another client spending the same bucket) widen
+  the interval, up to four times; a long run of admitted calls narrows it back.
+
+The scheduling core (:meth:`next_start`, :meth:`started`, :meth:`answered`,
+:meth:`refused`) is synchronous and takes the time as an argument, so it runs under a
+fake clock in tests; :meth:`wait` drives it on the event loop. ``aiolimiter``'s leaky
+bucket is not used here: it keeps fractions (the v2 rule) but cannot express the legacy
+bucket's rounding and restart, which is what clusters are for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
 
-from aiolimiter import AsyncLimiter
+from pipeline.config import DEFAULT_RESERVE, Rate
 
-from pipeline.config import Rate
+log = logging.getLogger("pipeline.client")
+
+BucketKind = Literal["legacy", "v2"]
+
+
+@dataclass(frozen=True)
+class LimitNews:
+    """What a refusal said about the server's bucket (each part when it said it)."""
+
+    bucket: BucketKind | None = None
+    limit: int | None = None
+    window_s: float | None = None
+    retry_after: float | None = None
 
 
 class Pacer:
-    """Spaces call starts so that Twenty's token bucket never runs dry.
+    """Lets a call start when the server's token bucket will admit it (module docstring).
 
-    The spacing is widened by ``margin`` (2 %) or ``min_margin`` (15 ms), whichever
-    is larger, because the server measures *arrival* times: a call that arrives even
-    1 ms early regains no token, and jitter of a few milliseconds is common even on
-    loopback. At Twenty's 100/60 that is 615 ms, 97.6 % of the ceiling. After a 429 the spacing
-    grows (up to 4x) and every caller waits out the announced ``Retry-After``;
-    after a long run of successes it shrinks back to the base spacing.
+    Args:
+        rate: the configured budget (``limit`` calls per ``window``).
+        reserve: tokens of the bucket never spent (for other clients, and a cushion for
+            a jitter the margin did not cover).
+        group: calls started together in a cluster; the session's concurrency.
+        margin: seconds of network jitter a cluster's spacing absorbs (default
+            ``max(5 ms, 2.5 % of the interval)``: 15 ms at Twenty's 100/60).
+        bucket: the server's bucket when known; None until a 429 tells (clusters,
+            which suit both).
+        sleep: the coroutine :meth:`wait` sleeps with.
+        clock: the time source of :meth:`wait` (the event loop's by default).
     """
 
     SLOWDOWN = 1.25
     MAX_SLOWDOWN = 4.0
     RECOVER_AFTER = 100
+    CLUSTER_WINDOW = 0.005
+    """Seconds after a cluster's first start during which more calls may join it."""
+    LATENCY_SAMPLES = 16
 
     def __init__(
         self,
         rate: Rate,
         *,
-        margin: float = 0.02,
-        min_margin: float = 0.015,
+        reserve: int = DEFAULT_RESERVE,
+        group: int = 4,
+        margin: float | None = None,
+        bucket: BucketKind | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._sleep = sleep
-        self.base_interval: float = rate.interval + max(rate.interval * margin, min_margin)
-        self.interval: float = self.base_interval
-        self._limiter = AsyncLimiter(1, self.base_interval)
-        self._pending_swap = False
+        self._clock = clock
+        self.configured = rate
+        self.capacity = rate.calls
+        self.base_interval = rate.interval
+        self.interval = rate.interval
+        self.reserve = max(0, min(reserve, rate.calls - 1))
+        self.group = max(1, group)
+        self.margin = margin if margin is not None else max(0.005, 0.025 * rate.interval)
+        self.bucket: BucketKind | None = bucket
+        self.tokens: float = float(self.capacity)
+        """The model's tokens just after the last start (a full bucket before any)."""
+        self.stamp: float | None = None
+        """When the last call started (the model's refill clock); None before any."""
+        self._cluster_until = -math.inf
+        self._resume_at = -math.inf
+        self._reset_at = -math.inf
+        self._successes = 0
+        self._latencies: deque[float] = deque(maxlen=self.LATENCY_SAMPLES)
         self._lock = asyncio.Lock()
-        self._resume_at = 0.0
-        self._last_start: float | None = None
-        self._successes = 0
+        self.starts = 0
+        self.resets = 0
+        self.waiting = 0
+        """Callers waiting for a start (the size of the next cluster)."""
 
-    async def wait(self) -> None:
-        """Return when the next call may start."""
-        async with self._lock:
-            loop = asyncio.get_running_loop()
-            if self._resume_at > loop.time():
-                await self._sleep(self._resume_at - loop.time())
-            if self._pending_swap:
-                self._pending_swap = False
-                self._limiter = AsyncLimiter(1, self.interval)
-                if self._last_start is not None:
-                    gap = self._last_start + self.interval - loop.time()
-                    if gap > 0:
-                        await self._sleep(gap)
-            await self._limiter.acquire()
-            self._last_start = loop.time()
+    # ------------------------------------------------------------------ the model
 
-    def pause(self, seconds: float) -> None:
-        """Hold every caller for ``seconds`` from now (the bucket is per workspace)."""
-        loop = asyncio.get_running_loop()
-        self._resume_at = max(self._resume_at, loop.time() + seconds)
+    def _fluid(self) -> bool:
+        return self.bucket == "v2"
 
-    def slow_down(self) -> None:
-        """Widen the spacing after a 429."""
-        self._successes = 0
-        new = min(self.interval * self.SLOWDOWN, self.base_interval * self.MAX_SLOWDOWN)
-        if new != self.interval:
-            self.interval = new
-            self._pending_swap = True
+    def _gain(self, now: float) -> float:
+        """Tokens the server regains between the last start and a call starting now."""
+        if self.stamp is None:
+            return 0.0
+        elapsed = now - self.stamp
+        if self._fluid():
+            return max(0.0, elapsed / self.interval)
+        return float(max(0, math.floor((elapsed - self.margin) / self.interval + 1e-6)))
 
-    def succeeded(self) -> None:
-        """Note a call that was not rate limited; recover the pace after a long run of them."""
+    def level(self, now: float) -> float:
+        """The tokens the model expects a call starting at ``now`` to find."""
+        return min(float(self.capacity), self.tokens + self._gain(now))
+
+    def next_start(self, now: float) -> float:
+        """The earliest time at or after ``now`` when a call may start."""
+        now = max(now, self._resume_at)
+        if self.stamp is None:
+            return now  # a bucket nobody has touched is full
+        if self._fluid():
+            # with no reserve, a margin's worth of token covers the jitter of one arrival
+            cushion = 0.0 if self.reserve >= 1 else self.margin / self.interval
+            missing = self.reserve + 1 + cushion - self.tokens
+            return max(now, self.stamp + missing * self.interval)
+        level = self.level(now)
+        if level - 1 >= self.reserve - 1e-9 and (
+            now <= self._cluster_until or level >= self.capacity - 1e-9
+        ):
+            return now  # joins the cluster under way, or waiting would gain nothing
+        gain = self._cluster_gain()
+        if now > self.stamp + gain * self.interval + self.margin:
+            # late for that cluster: start on the next whole interval, losing no fraction
+            gain = math.ceil((now - self.stamp - self.margin) / self.interval - 1e-6)
+        return max(now, self.stamp + gain * self.interval + self.margin)
+
+    def _cluster_gain(self) -> int:
+        """Intervals the next cluster waits for.
+
+        Enough to fund the calls waiting now (a cluster waits for more only while the
+        others are still on their way back: ``ready`` intervals cover the slowest
+        recent answer), and never more than the bucket can hold.
+        """
+        spare = math.floor(self.tokens + 1e-9) - self.reserve
+        ready = math.ceil(max(self._latencies, default=0.0) / self.interval - 1e-6)
+        fund = max(1, self.waiting) - spare
+        under_way = ready if spare > 0 else min(ready, self.group - spare)
+        room = self.capacity - math.floor(self.tokens + 1e-9)
+        return max(1, min(max(fund, under_way, 1), room))
+
+    def started(self, now: float) -> None:
+        """Note that a call started at ``now`` (it spends one token in the model)."""
+        if self.stamp is None or now > self._cluster_until:
+            self._cluster_until = now + self.CLUSTER_WINDOW
+        self.tokens = self.level(now) - 1
+        self.stamp = now
+        self.starts += 1
+
+    def answered(self, started_at: float, now: float) -> None:
+        """Note an admitted call's round trip; narrow a widened interval after many."""
+        self._latencies.append(max(0.0, now - started_at))
         self._successes += 1
         if self.interval > self.base_interval and self._successes >= self.RECOVER_AFTER:
             self._successes = 0
             self.interval = max(self.base_interval, self.interval / self.SLOWDOWN)
-            self._pending_swap = True
+
+    def refused(self, started_at: float, now: float, news: LimitNews) -> float:
+        """Take in a 429 for a call started at ``started_at``; return seconds to wait.
+
+        The server's bucket is empty: the model is reset to empty at ``now``. The
+        calls that were already under way belong to the same refusal; a 429 for a call
+        that started after a reset means the model was wrong again (another client is
+        spending the same bucket), so the interval widens.
+        """
+        self._latencies.append(max(0.0, now - started_at))
+        self._successes = 0
+        self._learn(news)
+        if started_at > self._reset_at:
+            if self.resets > 0:
+                self.interval = min(
+                    self.interval * self.SLOWDOWN, self.base_interval * self.MAX_SLOWDOWN
+                )
+            self.resets += 1
+            self._reset_at = now
+            self.tokens = 0.0
+            self.stamp = now
+            self._cluster_until = -math.inf
+        wait = news.retry_after if news.retry_after is not None else self.interval
+        self._resume_at = max(self._resume_at, now + wait)
+        return wait
+
+    def _learn(self, news: LimitNews) -> None:
+        if news.bucket is not None and news.bucket != self.bucket:
+            self.bucket = news.bucket
+            log.info("the workspace's rate limit keeps fractions: %s bucket", news.bucket)
+        if news.limit is None or news.window_s is None or news.limit < 1:
+            return
+        interval = news.window_s / news.limit
+        if interval <= self.base_interval * 1.001:
+            return  # a faster bucket (the per-second one) or the one configured
+        log.warning(
+            "the workspace allows %d calls per %gs, fewer than the configured %s; pacing at "
+            "that rate for the rest of the run (set --rate %d/%g)",
+            news.limit,
+            news.window_s,
+            self.configured,
+            news.limit,
+            news.window_s,
+        )
+        self.capacity = news.limit
+        self.base_interval = interval
+        self.interval = max(self.interval, interval)
+        self.reserve = min(self.reserve, news.limit - 1)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _now(self) -> float:
+        if self._clock is not None:
+            return self._clock()
+        return asyncio.get_running_loop().time()
+
+    async def wait(self) -> float:
+        """Return when the next call may start; the start time, for :meth:`answered`."""
+        self.waiting += 1
+        try:
+            async with self._lock:
+                now = self._now()
+                while (start := self.next_start(now)) > now:
+                    await self._sleep(start - now)
+                    # trust the sleep: a test's recording sleep returns at once
+                    now = max(self._now(), start)
+                self.started(now)
+                return now
+        finally:
+            self.waiting -= 1
+
+    def held_for(self, now: float) -> float:
+        """Seconds every caller is still held after a 429 (its Retry-After or an interval)."""
+        return max(0.0, self._resume_at - now)
+
+    def now(self) -> float:
+        """The pacer's clock, for the times passed to :meth:`answered` and :meth:`refused`."""
+        return self._now()

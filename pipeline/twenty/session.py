@@ -25,7 +25,15 @@ from typing import Any, Literal
 
 import httpx
 
-from pipeline.config import DEFAULT_RATE, DEFAULT_TIMEOUT, Rate, Secret, key_advice, key_problem
+from pipeline.config import (
+    DEFAULT_RATE,
+    DEFAULT_RESERVE,
+    DEFAULT_TIMEOUT,
+    Rate,
+    Secret,
+    key_advice,
+    key_problem,
+)
 from pipeline.errors import (
     ConfigError,
     FatalApiError,
@@ -35,7 +43,7 @@ from pipeline.errors import (
     UnconfirmedWriteError,
 )
 from pipeline.twenty.answers import decode_answer, map_httpx_errors
-from pipeline.twenty.pacing import Pacer
+from pipeline.twenty.pacing import BucketKind, LimitNews, Pacer
 
 log = logging.getLogger("pipeline.client")
 """The logger name users filter retries and warnings on (kept from the one-module client)."""
@@ -99,7 +107,10 @@ class Session:
         call_deadline: seconds one whole call may take, body included (default three
             times ``timeout``); an overdue call is a retriable transport error.
         retry: how often and how long to retry.
-        pace_margin: the pacer's relative safety margin.
+        reserve: tokens of the workspace's bucket the pacer leaves for other clients.
+        bucket: the server's bucket generation when known (``legacy``/``v2``); learnt
+            from the first 429 otherwise.
+        pace_margin: seconds of network jitter the pacer absorbs (None: its default).
         rng: the jitter source of back-off waits.
         sleep: the coroutine used for back-off waits (tests pass a recorder).
     """
@@ -116,7 +127,9 @@ class Session:
         timeout: float = DEFAULT_TIMEOUT,
         call_deadline: float | None = None,
         retry: RetryPolicy = RetryPolicy(),
-        pace_margin: float = 0.02,
+        reserve: int = DEFAULT_RESERVE,
+        bucket: BucketKind | None = None,
+        pace_margin: float | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -127,7 +140,9 @@ class Session:
         self.call_deadline = call_deadline if call_deadline is not None else 3 * timeout
         self.retry = retry
         self.stats = CallStats()
-        self.pacer = Pacer(rate, margin=pace_margin, sleep=sleep)
+        self.pacer = Pacer(
+            rate, reserve=reserve, group=concurrency, margin=pace_margin, bucket=bucket, sleep=sleep
+        )
         self._secret = api_key.reveal()
         self._slots = asyncio.Semaphore(concurrency)
         self._rng = rng or random.Random()
@@ -222,12 +237,9 @@ class Session:
         if not isinstance(exc, RateLimitedError):
             return self.retry.backoff(attempt, self._rng)
         self.stats.rate_limited += 1
-        self.pacer.slow_down()
-        delay = exc.retry_after
-        if delay is None:
-            delay = max(self.retry.backoff(attempt, self._rng), self.pacer.interval)
-        self.pacer.pause(delay)
-        return delay
+        # the pacer took the refusal in when it came (``_send_once``) and holds every
+        # caller until the bucket has a token again; the retry then waits in line there
+        return self.pacer.held_for(self.pacer.now())
 
     async def _send_once(
         self,
@@ -238,21 +250,26 @@ class Session:
         body: Any,
         answer: Callable[[Any], Any] | None,
     ) -> Any:
+        paced = kind != "metadata"
         async with self._slots:
-            if kind != "metadata":
-                await self.pacer.wait()
+            started = await self.pacer.wait() if paced else 0.0
             self.stats.count(kind)
             with map_httpx_errors(method, path, redact=self.redact):
                 response = await self._request_in_time(method, path, params, body)
             self.stats.bytes_sent += len(response.request.content)
             self.stats.bytes_received += len(response.content)
-        result = decode_answer(
-            response, method=method, path=path, key_source=self.key_source, redact=self.redact
-        )
-        if answer is not None:
-            result = answer(result)
-        if kind != "metadata":
-            self.pacer.succeeded()
+        try:
+            result = decode_answer(
+                response, method=method, path=path, key_source=self.key_source, redact=self.redact
+            )
+            if answer is not None:
+                result = answer(result)
+        except RateLimitedError as exc:
+            if paced:
+                self.pacer.refused(started, self.pacer.now(), _news(exc))
+            raise
+        if paced:
+            self.pacer.answered(started, self.pacer.now())
         return result
 
     async def _request_in_time(
@@ -295,3 +312,10 @@ class Session:
         if not isinstance(data, dict):
             raise FatalApiError("POST /graphql: answer without 'data'")
         return data
+
+
+def _news(exc: RateLimitedError) -> LimitNews:
+    """What a 429 said about the server's bucket, for the pacer."""
+    return LimitNews(
+        bucket=exc.bucket, limit=exc.limit, window_s=exc.window_s, retry_after=exc.retry_after
+    )
