@@ -16,7 +16,7 @@ import pytest
 
 from pipeline import errors
 from pipeline.config import Rate, Secret, Settings
-from pipeline.twenty import ObjectNames, Pacer, TwentyClient, map_httpx_errors
+from pipeline.twenty import ObjectNames, Pacer, TwentyClient, map_httpx_errors, pacing
 from pipeline.twenty.pacing import LimitNews
 
 PEOPLE = ObjectNames("person", "people")
@@ -120,7 +120,8 @@ async def test_429_without_retry_after_backs_off_at_least_one_interval(
     # each 429 empties the pacer's model of the bucket: the retry waits for its own
     # token and the reserve's to refill (2 x 0.6 s and the jitter margin)
     assert sum(sleeps.delays) >= 2 * 2 * 0.6
-    assert client.pace_interval > 0.6  # a 429 after the reset: someone else spends the bucket
+    # each unexpected 429 allows more time between a cluster's arrivals at the server
+    assert client._pacer.spread > pacing.SPREAD
     assert client._pacer.bucket == "legacy"  # learnt from the 429's shape
 
 
@@ -591,24 +592,21 @@ async def test_pacing_spends_the_burst_then_never_drains_the_legacy_bucket(
     assert bucket.tokens >= 1  # the reserve was never spent
 
 
-async def test_pacer_slows_when_429s_keep_coming_and_recovers() -> None:
-    pacer = Pacer(Rate(100, 60), margin=0.0)
-    assert pacer.interval == pytest.approx(0.6)
+async def test_pacer_widens_its_gap_then_slows_when_429s_keep_coming_and_recovers() -> None:
+    pacer = Pacer(Rate(100, 60), group=4)
     news = LimitNews(bucket="legacy", limit=100, window_s=60.0)
-    pacer.started(0.0)
-    pacer.refused(0.0, 0.1, news)  # the bucket was not full: the model is reset, no slowdown
-    assert pacer.interval == pytest.approx(0.6)
-    pacer.started(5.0)
-    pacer.refused(5.0, 5.1, news)  # wrong again after the reset: someone else spends it
-    pacer.started(9.0)
-    pacer.refused(9.0, 9.1, news)
-    assert pacer.interval == pytest.approx(0.6 * 1.25 * 1.25)
-    for i in range(10):
-        pacer.started(20.0 + i)
-        pacer.refused(20.0 + i, 20.1 + i, news)
-    assert pacer.interval == pytest.approx(0.6 * 4)  # capped
+    spreads = []
+    for i in range(30):  # a 429 for every cluster: another client spends the bucket
+        pacer.started(10.0 * i)
+        pacer.refused(10.0 * i, 10.0 * i + 0.1, news)
+        spreads.append(pacer.spread)
+    # first the allowance for a cluster's arrivals grows, within a third of the interval
+    assert spreads[0] == pytest.approx(pacing.SPREAD * 1.5)
+    assert pacer.margin + pacer.spread * 3 <= 0.6 / 3
+    # then the interval widens, up to four times
+    assert pacer.interval == pytest.approx(0.6 * 4)
     for _ in range(Pacer.RECOVER_AFTER * 10):
-        pacer.answered(100.0, 100.2)
+        pacer.answered(400.0, 400.2)
     assert pacer.interval == pytest.approx(0.6)
 
 

@@ -32,8 +32,11 @@ call, and lets a call start only when the model says the server will admit it:
   a limit lower than the configured rate is adopted for the rest of the run. The model
   is then reset to an empty bucket, so a bucket that another client had half spent
   costs the calls already in flight (at most ``group``) and then the steady rate.
-  429s that keep coming after a reset (another client spending the same bucket) widen
-  the interval, up to four times; a long run of admitted calls narrows it back.
+  A cluster's calls reach the server one after the other (it parses and authenticates
+  each before counting it), so the gap after a cluster is the margin plus ``SPREAD``
+  for each further call; each 429 widens that allowance by half. 429s that keep coming
+  with the gap at its cap (another client spending the same bucket) widen the interval,
+  up to four times; a long run of admitted calls narrows it back.
 
 The scheduling core (:meth:`next_start`, :meth:`started`, :meth:`answered`,
 :meth:`refused`) is synchronous and takes the time as an argument, so it runs under a
@@ -69,6 +72,17 @@ class LimitNews:
     retry_after: float | None = None
 
 
+def default_margin(rate: Rate) -> float:
+    """Seconds of network jitter a cluster absorbs: 2.5 % of the interval, 5 ms at least."""
+    return max(0.005, 0.025 * rate.interval)
+
+
+SPREAD = 0.005
+"""Seconds by which each further call of a cluster is assumed to reach the server's
+bucket after the one before: the server handles them one after the other (parsing,
+authenticating) before it counts them."""
+
+
 class Pacer:
     """Lets a call start when the server's token bucket will admit it (module docstring).
 
@@ -77,8 +91,9 @@ class Pacer:
         reserve: tokens of the bucket never spent (for other clients, and a cushion for
             a jitter the margin did not cover).
         group: calls started together in a cluster; the session's concurrency.
-        margin: seconds of network jitter a cluster's spacing absorbs (default
-            ``max(5 ms, 2.5 % of the interval)``: 15 ms at Twenty's 100/60).
+        margin: seconds of network jitter a cluster's spacing absorbs (default:
+            :func:`default_margin`, plus ``SPREAD`` per further call of a cluster; a
+            margin given is taken as the whole allowance).
         bucket: the server's bucket when known; None until a 429 tells (clusters,
             which suit both).
         sleep: the coroutine :meth:`wait` sleeps with.
@@ -111,7 +126,9 @@ class Pacer:
         self.interval = rate.interval
         self.reserve = max(0, min(reserve, rate.calls - 1))
         self.group = max(1, group)
-        self.margin = margin if margin is not None else max(0.005, 0.025 * rate.interval)
+        self.margin = margin if margin is not None else default_margin(rate)
+        self.spread = SPREAD if margin is None else 0.0
+        self._cluster_size = 0
         self.bucket: BucketKind | None = bucket
         self.tokens: float = float(self.capacity)
         """The model's tokens just after the last start (a full bucket before any)."""
@@ -140,7 +157,7 @@ class Pacer:
         elapsed = now - self.stamp
         if self._fluid():
             return max(0.0, elapsed / self.interval)
-        return float(max(0, math.floor((elapsed - self.margin) / self.interval + 1e-6)))
+        return float(max(0, math.floor((elapsed - self.gap) / self.interval + 1e-6)))
 
     def level(self, now: float) -> float:
         """The tokens the model expects a call starting at ``now`` to find."""
@@ -162,29 +179,53 @@ class Pacer:
         ):
             return now  # joins the cluster under way, or waiting would gain nothing
         gain = self._cluster_gain()
-        if now > self.stamp + gain * self.interval + self.margin:
-            # late for that cluster: start on the next whole interval, losing no fraction
-            gain = math.ceil((now - self.stamp - self.margin) / self.interval - 1e-6)
-        return max(now, self.stamp + gain * self.interval + self.margin)
+        planned = self.stamp + gain * self.interval + self.gap
+        if now <= planned + self.CLUSTER_WINDOW:
+            return max(now, planned)
+        # late for that cluster: start on a whole interval, losing no fraction (now, if
+        # one has just passed)
+        past = (now - self.stamp - self.gap) / self.interval
+        if past - math.floor(past) <= self.CLUSTER_WINDOW / self.interval:
+            return now
+        return self.stamp + math.ceil(past) * self.interval + self.gap
 
     def _cluster_gain(self) -> int:
-        """Intervals the next cluster waits for.
+        """Intervals the next cluster waits for, never more than the bucket can hold.
 
-        Enough to fund the calls waiting now (a cluster waits for more only while the
-        others are still on their way back: ``ready`` intervals cover the slowest
-        recent answer), and never more than the bucket can hold.
+        With stock to spend (the burst), the wait that starts the most calls per
+        second, judged by how many recent answers came back in time. Without, enough
+        to fund the calls waiting now and the ones still on their way back (within the
+        slowest recent answer), so the margin is paid once for the whole group.
         """
         spare = math.floor(self.tokens + 1e-9) - self.reserve
-        ready = math.ceil(max(self._latencies, default=0.0) / self.interval - 1e-6)
-        fund = max(1, self.waiting) - spare
-        under_way = ready if spare > 0 else min(ready, self.group - spare)
         room = self.capacity - math.floor(self.tokens + 1e-9)
-        return max(1, min(max(fund, under_way, 1), room))
+        if spare > 0:
+            wanted = self._fastest_cluster()
+        else:
+            ready = math.ceil(max(self._latencies, default=0.0) / self.interval - 1e-6)
+            wanted = max(max(1, self.waiting) - spare, min(ready, self.group - spare))
+        return max(1, min(wanted, room))
+
+    def _fastest_cluster(self) -> int:
+        """The cluster spacing (in intervals) with the most call starts per second."""
+        samples = self._latencies
+        if not samples:
+            return 1
+        best, best_rate = 1, -1.0
+        for gain in range(1, self.group + 1):
+            span = gain * self.interval + self.margin + self.spread * (self.group - 1)
+            back = sum(1 for latency in samples if latency <= span) / len(samples)
+            rate = max(back * self.group, 1.0) / span
+            if rate > best_rate * 1.000001:
+                best, best_rate = gain, rate
+        return best
 
     def started(self, now: float) -> None:
         """Note that a call started at ``now`` (it spends one token in the model)."""
         if self.stamp is None or now > self._cluster_until:
             self._cluster_until = now + self.CLUSTER_WINDOW
+            self._cluster_size = 0
+        self._cluster_size += 1
         self.tokens = self.level(now) - 1
         self.stamp = now
         self.starts += 1
@@ -209,10 +250,7 @@ class Pacer:
         self._successes = 0
         self._learn(news)
         if started_at > self._reset_at:
-            if self.resets > 0:
-                self.interval = min(
-                    self.interval * self.SLOWDOWN, self.base_interval * self.MAX_SLOWDOWN
-                )
+            self._widen(again=self.resets > 0)
             self.resets += 1
             self._reset_at = now
             self.tokens = 0.0
@@ -221,6 +259,24 @@ class Pacer:
         wait = news.retry_after if news.retry_after is not None else self.interval
         self._resume_at = max(self._resume_at, now + wait)
         return wait
+
+    def _widen(self, *, again: bool) -> None:
+        """The server had fewer tokens than the model said.
+
+        Unless the server keeps fractions, a cluster's calls may reach it further apart
+        than the model allowed for (each waits while the server handles the ones
+        before it), so that allowance grows by half, while a cluster's whole gap stays
+        within a third of the interval. A refusal again after a reset, with the gap at
+        its cap, means another client spends the same bucket: the interval widens.
+        """
+        widest = self.margin + self.spread * 1.5 * (self.group - 1)
+        if not self._fluid() and self.group > 1 and widest <= self.base_interval / 3:
+            self.spread = max(self.spread * 1.5, 0.002)
+            log.info("pacing: %.1f ms allowed between a cluster's arrivals", self.spread * 1000)
+        elif again:
+            self.interval = min(
+                self.interval * self.SLOWDOWN, self.base_interval * self.MAX_SLOWDOWN
+            )
 
     def _learn(self, news: LimitNews) -> None:
         if news.bucket is not None and news.bucket != self.bucket:
@@ -266,6 +322,11 @@ class Pacer:
                 return now
         finally:
             self.waiting -= 1
+
+    @property
+    def gap(self) -> float:
+        """Seconds added after the latest cluster: jitter, and its calls' spread."""
+        return self.margin + self.spread * max(0, self._cluster_size - 1)
 
     def held_for(self, now: float) -> float:
         """Seconds every caller is still held after a 429 (its Retry-After or an interval)."""

@@ -1,0 +1,129 @@
+"""What the client reads out of a 429, in both of Twenty's shapes (twenty-api.md §5)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from pipeline import errors
+from pipeline.config import MAX_BATCH_SIZE, build_settings
+from pipeline.errors import ConfigError
+from pipeline.twenty.answers import decode_answer
+
+LEGACY_REST = httpx.Response(
+    429,
+    json={
+        "statusCode": 429,
+        "error": "HttpException",
+        "messages": ["Limit reached (50 tokens per 60000 ms)"],
+    },
+)
+V2_REST = httpx.Response(
+    429,
+    headers={
+        "Retry-After": "12",
+        "X-RateLimit-Limit": "50",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": "1790000000",
+    },
+    json={
+        "statusCode": 429,
+        "error": "RATE_LIMITED",
+        "messages": ["Rate limit exceeded for apiKey: 50 requests per 60s."],
+        "limitKind": "speed",
+        "exhaustedKind": "limit",
+        "scope": {"spenderType": "apiKey", "spenderId": None, "operationType": "API_REQUEST"},
+        "limit": 50,
+        "remaining": 0,
+        "periodCount": 1,
+        "periodUnit": "minute",
+        "retryAfterSeconds": 12,
+    },
+)
+
+
+def graphql(message: str, extensions: dict[str, object]) -> httpx.Response:
+    return httpx.Response(
+        200, json={"data": None, "errors": [{"message": message, "extensions": extensions}]}
+    )
+
+
+def refusal(response: httpx.Response) -> errors.RateLimitedError:
+    response.request = httpx.Request("POST", "https://crm.example.com/graphql")
+    with pytest.raises(errors.RateLimitedError) as info:
+        decode_answer(response, method="POST", path="/graphql", key_source=None, redact=str)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("response", "bucket", "limit", "window", "retry"),
+    [
+        (LEGACY_REST, "legacy", 50, 60.0, None),
+        (V2_REST, "v2", 50, 60.0, 12.0),
+        (
+            graphql(
+                "Limit reached (100 tokens per 60000 ms)",
+                {"code": "BAD_USER_INPUT", "userFriendlyMessage": "Limit reached"},
+            ),
+            "legacy",
+            100,
+            60.0,
+            None,
+        ),
+        (
+            graphql(
+                "Rate limit exceeded for apiKey: 30 requests per 3s.",
+                {
+                    "code": "RATE_LIMITED",
+                    "limitKind": "speed",
+                    "limit": 30,
+                    "remaining": 0,
+                    "periodCount": 3,
+                    "periodUnit": "seconds",
+                    "retryAfterMs": 40,
+                },
+            ),
+            "v2",
+            30,
+            3.0,
+            0.04,
+        ),
+        # figures only in the message: still read
+        (
+            graphql(
+                "Rate limit exceeded for apiKey: 20 requests per 1s.", {"code": "RATE_LIMITED"}
+            ),
+            "v2",
+            20,
+            1.0,
+            None,
+        ),
+        # a bare 429 from a proxy says nothing of the bucket
+        (httpx.Response(429, text="Too Many Requests"), None, None, None, None),
+    ],
+    ids=["legacy-rest", "v2-rest", "legacy-graphql", "v2-graphql", "v2-message", "proxy"],
+)
+def test_a_429_tells_the_bucket_its_limit_and_the_wait(
+    response: httpx.Response,
+    bucket: str | None,
+    limit: int | None,
+    window: float | None,
+    retry: float | None,
+) -> None:
+    exc = refusal(response)
+    assert (exc.bucket, exc.limit, exc.window_s) == (bucket, limit, window)
+    assert exc.retry_after == (pytest.approx(retry) if retry is not None else None)
+
+
+def test_batch_size_auto_is_200_and_reserve_is_checked() -> None:
+    settings = build_settings({"sandbox": "ws.sqlite", "batch_size": "auto"}, {})
+    assert settings.batch_size == MAX_BATCH_SIZE
+    assert settings.workspace.reserve == 1
+    settings = build_settings({"sandbox": "ws.sqlite"}, {"TWENTY_RESERVE": "10"})
+    assert settings.workspace.reserve == 10
+    with pytest.raises(ConfigError) as info:
+        build_settings({"sandbox": "ws.sqlite", "reserve": "100", "batch_size": "big"}, {})
+    assert info.value.problems == [
+        "--batch-size: 'big' is not a whole number",
+        "--reserve: 100 must be between 0 and 99",
+    ]
