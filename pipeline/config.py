@@ -35,6 +35,7 @@ SANDBOX_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 MAX_BATCH_SIZE = 200  # Twenty's QUERY_MAX_RECORDS (twenty-api.md §2.4)
 DEFAULT_BATCH_SIZE = 60  # what Twenty's docs promise on every release
 DEFAULT_RESERVE = 1  # tokens of the workspace's initial bucket left for other clients
+BucketKind = Literal["legacy", "v2"]  # Twenty's throttler, or its usage-limit engine
 DEFAULT_TIMEOUT = 60.0  # seconds httpx waits for connect / each read / each write
 DEFAULT_CALL_DEADLINE = 180.0  # seconds one whole call may take, body included
 
@@ -204,6 +205,8 @@ class Workspace:
         concurrency: requests in flight at once.
         reserve: tokens of the workspace's bucket the pacer never spends (for other
             clients of the workspace).
+        bucket: the server's rate-limit bucket (``legacy`` or ``v2``) when the user
+            knows it; None: learnt from the first 429.
         allow_insecure: plain ``http://`` to a host that is not loopback is allowed.
         timeout: seconds httpx waits to connect, and for each read or write.
         call_deadline: seconds one whole call may take, body included (a server that
@@ -218,6 +221,7 @@ class Workspace:
     rate: Rate = DEFAULT_RATE
     concurrency: int = 4
     reserve: int = DEFAULT_RESERVE
+    bucket: BucketKind | None = None
     allow_insecure: bool = False
     timeout: float = DEFAULT_TIMEOUT
     call_deadline: float = DEFAULT_CALL_DEADLINE
@@ -469,6 +473,7 @@ def build_settings(
             _pick("concurrency", flags, env, "TWENTY_CONCURRENCY"), 4, 1, 64, problems
         ),
         rate=rate,
+        bucket=_bucket(_pick("bucket", flags, env, "TWENTY_BUCKET"), problems),
         reserve=_int_in_range(
             _pick("reserve", flags, env, "TWENTY_RESERVE"),
             min(DEFAULT_RESERVE, rate.calls - 1),
@@ -487,6 +492,11 @@ def build_settings(
         quiet=bool(flags.get("quiet")),
         log_format=cast(LogFormat, log_format),
     )
+
+
+def _bucket(raw: tuple[object, str] | None, problems: list[str]) -> BucketKind | None:
+    choice = _choice(raw, "auto", ("auto", "legacy", "v2"), problems)
+    return None if choice == "auto" else cast(BucketKind, choice)
 
 
 def _rate(flags: Mapping[str, object], env: Mapping[str, str], problems: list[str]) -> Rate:

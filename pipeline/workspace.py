@@ -51,6 +51,7 @@ async def open_workspace(
             rate=workspace.rate,
             concurrency=workspace.concurrency,
             reserve=workspace.reserve,
+            bucket=workspace.bucket,
             api=workspace.api,
             transport=httpx.ASGITransport(app=sandbox.app),
         ) as client:

@@ -119,11 +119,16 @@ def test_batch_size_auto_is_200_and_reserve_is_checked() -> None:
     settings = build_settings({"sandbox": "ws.sqlite", "batch_size": "auto"}, {})
     assert settings.batch_size == MAX_BATCH_SIZE
     assert settings.workspace.reserve == 1
-    settings = build_settings({"sandbox": "ws.sqlite"}, {"TWENTY_RESERVE": "10"})
+    assert settings.workspace.bucket is None  # learnt from the first 429
+    settings = build_settings({"sandbox": "ws.sqlite", "bucket": "v2"}, {"TWENTY_RESERVE": "10"})
     assert settings.workspace.reserve == 10
+    assert settings.workspace.bucket == "v2"
     with pytest.raises(ConfigError) as info:
-        build_settings({"sandbox": "ws.sqlite", "reserve": "100", "batch_size": "big"}, {})
-    assert info.value.problems == [
-        "--batch-size: 'big' is not a whole number",
-        "--reserve: 100 must be between 0 and 99",
-    ]
+        build_settings(
+            {"sandbox": "ws.sqlite", "reserve": "100", "batch_size": "big"},
+            {"TWENTY_BUCKET": "v3"},
+        )
+    assert len(info.value.problems) == 3
+    assert info.value.problems[0] == "--batch-size: 'big' is not a whole number"
+    assert "TWENTY_BUCKET" in info.value.problems[1] and "v3" in info.value.problems[1]
+    assert info.value.problems[2] == "--reserve: 100 must be between 0 and 99"

@@ -190,6 +190,13 @@ def workspace_options(func: F) -> F:
         ),
         click.option("--concurrency", help="Requests in flight [TWENTY_CONCURRENCY; default 4]."),
         click.option(
+            "--bucket",
+            type=click.Choice(["auto", "legacy", "v2"]),
+            help="The server's rate-limit bucket: legacy (Twenty's throttler) or v2 (its "
+            "usage-limit engine, which keeps fractions of a token); auto learns it from a "
+            "429 [TWENTY_BUCKET; default auto].",
+        ),
+        click.option(
             "--reserve",
             metavar="TOKENS",
             help="Calls of the workspace's rate-limit bucket left unspent for other clients "
@@ -248,6 +255,7 @@ SETTING_FLAGS = (
     "batch_size",
     "concurrency",
     "reserve",
+    "bucket",
     "state_dir",
     "quiet",
     "log_format",

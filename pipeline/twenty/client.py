@@ -21,6 +21,7 @@ from pipeline.config import (
     DEFAULT_RESERVE,
     DEFAULT_TIMEOUT,
     ApiFlavour,
+    BucketKind,
     Rate,
     Secret,
     Settings,
@@ -30,7 +31,7 @@ from pipeline.errors import FatalApiError
 from pipeline.twenty.deletes import soft_delete_many
 from pipeline.twenty.metadata import Metadata
 from pipeline.twenty.names import ObjectNames, Record
-from pipeline.twenty.pacing import BucketKind, Pacer
+from pipeline.twenty.pacing import Pacer
 from pipeline.twenty.paginate import PAGE_SIZE, Page
 from pipeline.twenty.records import Records
 from pipeline.twenty.session import CallKind, CallStats, RetryPolicy, Session
@@ -113,6 +114,7 @@ class TwentyClient:
             rate=workspace.rate,
             concurrency=workspace.concurrency,
             reserve=workspace.reserve,
+            bucket=workspace.bucket,
             api=workspace.api,
             transport=transport,
             timeout=workspace.timeout,

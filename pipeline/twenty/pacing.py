@@ -53,13 +53,10 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
 
-from pipeline.config import DEFAULT_RESERVE, Rate
+from pipeline.config import DEFAULT_RESERVE, BucketKind, Rate
 
 log = logging.getLogger("pipeline.client")
-
-BucketKind = Literal["legacy", "v2"]
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from pipeline.config import (
     DEFAULT_RATE,
     DEFAULT_RESERVE,
     DEFAULT_TIMEOUT,
+    BucketKind,
     Rate,
     Secret,
     key_advice,
@@ -43,7 +44,7 @@ from pipeline.errors import (
     UnconfirmedWriteError,
 )
 from pipeline.twenty.answers import decode_answer, map_httpx_errors
-from pipeline.twenty.pacing import BucketKind, LimitNews, Pacer
+from pipeline.twenty.pacing import LimitNews, Pacer
 
 log = logging.getLogger("pipeline.client")
 """The logger name users filter retries and warnings on (kept from the one-module client)."""
