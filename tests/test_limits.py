@@ -1,13 +1,20 @@
-"""What the client reads out of a 429, in both of Twenty's shapes (twenty-api.md §5)."""
+"""What the client learns of the server's limits: a 429 in both of Twenty's shapes
+(twenty-api.md §5), and the largest batch it takes (``--batch-size auto``)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import httpx
 import pytest
 
 from pipeline import errors
-from pipeline.config import MAX_BATCH_SIZE, build_settings
+from pipeline.config import MAX_BATCH_SIZE, Secret, build_settings
 from pipeline.errors import ConfigError
+from pipeline.mapping import load_mapping
+from pipeline.runner import import_file
+from pipeline.sandbox import Sandbox, SandboxOptions
+from pipeline.twenty import TwentyClient
 from pipeline.twenty.answers import decode_answer
 
 LEGACY_REST = httpx.Response(
@@ -132,3 +139,36 @@ def test_batch_size_auto_is_200_and_reserve_is_checked() -> None:
     assert info.value.problems[0] == "--batch-size: 'big' is not a whole number"
     assert "TWENTY_BUCKET" in info.value.problems[1] and "v3" in info.value.problems[1]
     assert info.value.problems[2] == "--reserve: 100 must be between 0 and 99"
+
+
+async def test_batch_size_auto_falls_back_to_what_the_server_takes(tmp_path: Path) -> None:
+    """200 records a call, on a server that takes 60: one refused call, then 60s."""
+    source = tmp_path / "notes.csv"
+    source.write_text("title\n" + "".join(f"Note {i:03d}\n" for i in range(250)))
+    mapping = tmp_path / "notes.yaml"
+    mapping.write_text("object: note\nkey: [title]\nfields:\n  title: title\n")
+    box = Sandbox(tmp_path / "old.sqlite", SandboxOptions(throttle=False, max_records=60))
+    settings = build_settings({"sandbox": str(tmp_path / "old.sqlite"), "batch_size": "auto"}, {})
+    try:
+        async with TwentyClient(
+            base_url="http://sandbox",
+            api_key=Secret(box.api_key),
+            transport=httpx.ASGITransport(app=box.app),
+        ) as client:
+            report = await import_file(
+                load_mapping(mapping),
+                client,
+                state_dir=tmp_path / "state",
+                source=source,
+                batch_size=settings.batch_size,
+            )
+            assert client.max_batch_size == 60
+        titles = sorted(
+            r["title"] for r in box.engine.find_many(box.engine.object("note"), limit=300).records
+        )
+    finally:
+        box.close()
+    assert report.created == 250 and report.rejected == 0
+    assert titles == [f"Note {i:03d}" for i in range(250)]
+    # batch 1 (200 rows): refused once, then 60 + 60 + 60 + 20; batch 2: 50
+    assert report.calls["writes"] == 6

@@ -238,10 +238,9 @@ class Pacer:
     def refused(self, started_at: float, now: float, news: LimitNews) -> float:
         """Take in a 429 for a call started at ``started_at``; return seconds to wait.
 
-        The server's bucket is empty: the model is reset to empty at ``now``. The
-        calls that were already under way belong to the same refusal; a 429 for a call
-        that started after a reset means the model was wrong again (another client is
-        spending the same bucket), so the interval widens.
+        The server's bucket is empty: the model is reset to empty at ``now`` and made
+        more careful (:meth:`_widen`). The calls already under way when the first 429
+        came back belong to the same refusal and change nothing more.
         """
         self._latencies.append(max(0.0, now - started_at))
         self._successes = 0
