@@ -131,28 +131,40 @@ def fresh(rate: Rate, **options: object) -> Pacer:
 
 
 @pytest.mark.parametrize("kind", ["legacy", "v2"])
-@pytest.mark.parametrize("rate", [Rate(100, 60), Rate(30, 3)], ids=["100/60", "30/3"])
-def test_a_fresh_bucket_is_spent_then_the_refill_rate_held(kind: BucketKind, rate: Rate) -> None:
-    """9,000 records in 150 calls of 60: the burst first, zero 429s, near the limit."""
+@pytest.mark.parametrize(
+    ("rate", "floor"), [(Rate(100, 60), 0.92), (Rate(30, 3), 0.87)], ids=["100/60", "30/3"]
+)
+def test_a_fresh_bucket_is_spent_then_the_refill_rate_held(
+    kind: BucketKind, rate: Rate, floor: float
+) -> None:
+    """9,000 records in 150 calls of 60: the burst first, zero 429s, near the limit.
+
+    The bucket's kind is unknown without a 429: clusters, which suit both. Each leaves a
+    gap for jitter and for its calls' spread at the server (8 ms a further call), which
+    costs more at a 100 ms interval than at 600 ms; on v2 the gaps are banked by the
+    server but not spent by the model.
+    """
     run = simulate(fresh(rate), rate, kind, 150)
     assert run.refused == 0
-    # the bucket's kind is unknown without a 429: clusters, which suit both; on v2 the
-    # gaps they leave are banked by the server but not spent by the model
-    assert run.ratio(rate, rate.calls) >= 0.90
+    assert run.ratio(rate, rate.calls) >= floor
     # the burst went out without waiting for refill
     burst = run.starts[rate.calls - 5] - run.starts[0]
     assert burst < (rate.calls - 5) * rate.interval
 
 
 @pytest.mark.parametrize("kind", ["legacy", "v2"])
-@pytest.mark.parametrize("rate", [Rate(100, 60), Rate(30, 3)], ids=["100/60", "30/3"])
-def test_the_steady_rate_is_within_3_percent_of_the_ceiling(kind: BucketKind, rate: Rate) -> None:
+@pytest.mark.parametrize(
+    ("rate", "floor"), [(Rate(100, 60), 0.97), (Rate(30, 3), 0.93)], ids=["100/60", "30/3"]
+)
+def test_the_steady_rate_is_near_the_ceiling(kind: BucketKind, rate: Rate, floor: float) -> None:
+    """After the burst: clusters of 4 and one gap each (15 + 24 ms at 600 ms, 5 + 24 ms at
+    100 ms), as long as the bucket's kind is unknown."""
     calls = 600
     run = simulate(fresh(rate), rate, kind, calls)
     assert run.refused == 0
     after_burst = [t for t in run.starts if t >= run.starts[rate.calls]]
     steady = (len(after_burst) - 1) * rate.interval / (after_burst[-1] - after_burst[0])
-    assert steady >= 0.97
+    assert steady >= floor
 
 
 def test_a_known_v2_bucket_is_paced_without_clusters() -> None:

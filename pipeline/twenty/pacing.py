@@ -74,7 +74,7 @@ def default_margin(rate: Rate) -> float:
     return max(0.005, 0.025 * rate.interval)
 
 
-SPREAD = 0.005
+SPREAD = 0.008
 """Seconds by which each further call of a cluster is assumed to reach the server's
 bucket after the one before: the server handles them one after the other (parsing,
 authenticating) before it counts them."""
