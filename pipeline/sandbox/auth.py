@@ -122,7 +122,7 @@ class Gatekeeper:
                 "remaining": 0,
                 "periodCount": int(refusal.window_ms / 1000) or 1,
                 "periodUnit": "second",
-                "retryAfterMs": max(1000, math.ceil(refusal.retry_after_ms)),
+                "retryAfterMs": max(1, math.ceil(refusal.retry_after_ms)),  # exact (no 1 s floor)
                 "scope": {
                     "spenderType": "apiKey",
                     "spenderId": None,

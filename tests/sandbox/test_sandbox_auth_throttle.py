@@ -158,7 +158,8 @@ async def test_graphql_newest_rate_limited_code(make_sandbox: Any) -> None:
         body = await gql(api, "{ people { totalCount } }")
     ext = body["errors"][0]["extensions"]
     assert ext["code"] == "RATE_LIMITED"
-    assert ext["retryAfterMs"] >= 1000 and ext["limit"] == 1
+    # exact, from the bucket (one token a minute, just spent), not rounded to seconds
+    assert 59_000 <= ext["retryAfterMs"] <= 60_000 and ext["limit"] == 1
 
 
 async def test_metadata_calls_are_not_counted(make_sandbox: Any) -> None:
@@ -203,3 +204,26 @@ async def test_client_paced_at_the_rate_never_meets_a_429(make_sandbox: Any) -> 
         assert client.stats.writes == 25
     finally:
         sandbox.close()
+
+
+def test_the_two_buckets_differ_only_in_the_fraction_they_keep() -> None:
+    """10 tokens a second on a fake clock: the legacy throttler loses what the v2 engine keeps."""
+    from pipeline.sandbox.throttle import Throttler
+
+    now = 0.0
+    buckets = {
+        kind: Throttler(limit=10, window_ms=1000, clock=lambda: now, kind=kind)
+        for kind in ("legacy", "v2")
+    }
+    for throttler in buckets.values():
+        assert all(throttler.check() is None for _ in range(10))  # a full bucket at the start
+        assert throttler.check() is not None  # empty: refused, nothing written
+    now = 150.0  # 1.5 tokens of refill
+    assert buckets["legacy"].check() is None and buckets["v2"].check() is None
+    now = 210.0  # legacy: 60 ms since its clock restarted, 0 tokens; v2: 0.5 + 0.6 kept
+    assert buckets["legacy"].check() is not None
+    assert buckets["v2"].check() is None
+    refusal = buckets["v2"].check()  # 0.1 token left: the wait is exact
+    assert refusal is not None and refusal.retry_after_ms == 90
+    now = 250.0  # legacy: 100 ms since its last admitted call (the refused one wrote nothing)
+    assert buckets["legacy"].check() is None
