@@ -12,15 +12,20 @@ over the time the run took.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import math
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import httpx
 import pytest
 
-from pipeline.config import Rate
+from pipeline.config import Rate, Secret
+from pipeline.sandbox import Sandbox, SandboxOptions
 from pipeline.sandbox.throttle import BucketKind, Throttler
+from pipeline.twenty import ObjectNames, TwentyClient
 from pipeline.twenty.pacing import LimitNews, Pacer
 
 
@@ -213,3 +218,36 @@ def test_the_model_never_expects_more_than_the_legacy_server_has() -> None:
     start = pacer.next_start(t)
     assert start == pytest.approx(pacer.stamp + 4 * 0.6 + pacer.gap)  # a cluster of 4
     assert math.floor((start - pacer.stamp) / 0.6) == 4
+
+
+@pytest.mark.parametrize("kind", ["legacy", "v2"])
+async def test_a_half_spent_bucket_on_a_real_server_loses_and_doubles_nothing(
+    kind: BucketKind, tmp_path: Path
+) -> None:
+    """The sandbox's bucket, 20 calls a second, with 3 tokens left by another client."""
+    box = Sandbox(
+        tmp_path / "ws.sqlite",
+        SandboxOptions(rate_limit=20, rate_window_ms=1000, bucket=kind),
+    )
+    notes = ObjectNames("note", "notes")
+    try:
+        async with TwentyClient(
+            base_url="http://sandbox",
+            api_key=Secret(box.api_key),
+            rate=Rate(20, 1),
+            transport=httpx.ASGITransport(app=box.app),
+            concurrency=4,
+        ) as client:
+            await client.upsert_many(notes, [{"title": "warm-up"}])  # builds the schema
+            box.throttler.preset(3)
+            await asyncio.gather(
+                *(client.upsert_many(notes, [{"title": f"Note {i}"}]) for i in range(40))
+            )
+        titles = [
+            r["title"] for r in box.engine.find_many(box.engine.object("note"), limit=100).records
+        ]
+    finally:
+        box.close()
+    assert 1 <= client.stats.rate_limited <= 4  # the calls under way when the first came back
+    assert client._pacer.bucket == kind
+    assert sorted(titles) == sorted(["warm-up", *(f"Note {i}" for i in range(40))])
