@@ -7,7 +7,9 @@
     metadata.py   objects and fields
     paginate.py   the one cursor paginator under every list
     session.py    one httpx.AsyncClient per workspace: pacing, retries, decoding, redaction
-    pacing.py     the Pacer that keeps Twenty's token bucket from running dry
+    pacing.py     the Pacer: a model of the workspace's token bucket (burst, refill,
+                  legacy rounding) that lets a call start when Twenty will admit it
+    limits.py     what a 429 says of the bucket (its generation, limit, wait)
     answers.py    httpx failures and Twenty's answers -> pipeline.errors
     names.py      ObjectNames, Record
 """
