@@ -113,11 +113,14 @@ class FieldCodec:
 
 
 def scalar_text(value: JsonValue) -> str | None:
-    """A stored scalar as the text a column holds: JSON for structures, ``true``/``false``."""
+    """A stored scalar as the text a column holds: JSON for structures, ``true``/``false``,
+    whole numbers without a decimal point."""
     if value is None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))  # 70, as a JavaScript server writes the number 70.0
     if isinstance(value, int | float | str):
         return str(value)
     return json.dumps(value, ensure_ascii=False)

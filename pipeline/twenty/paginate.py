@@ -51,17 +51,17 @@ FetchPage = Callable[[str | None], Awaitable[Page]]
 """Fetch the page after a cursor (None: the first page)."""
 
 
-async def paginate(fetch: FetchPage, *, what: str) -> AsyncIterator[Page]:
+async def paginate(fetch: FetchPage, *, what: str, start: str | None = None) -> AsyncIterator[Page]:
     """Every page ``fetch`` serves, following ``endCursor`` until the last one.
 
     Paging stops after a page that says there is no next one, or that holds no
     records (a server that keeps saying "more" about nothing would never end). A
     next page without a cursor, or a cursor seen before, is a :class:`FatalApiError`:
     following it would loop or silently lose the rest of the list. ``what`` names
-    the list in that error (``GET /rest/people``).
+    the list in that error (``GET /rest/people``). ``start`` resumes after a cursor.
     """
     seen: set[str] = set()
-    cursor: str | None = None
+    cursor: str | None = start
     while True:
         page = await fetch(cursor)
         yield page

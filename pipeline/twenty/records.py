@@ -219,8 +219,10 @@ class Records:
         order_by: str | None = None,
         page_size: int = PAGE_SIZE,
         fields: list[str] | None = None,
+        after: str | None = None,
     ) -> AsyncIterator[Page]:
-        """Every page of a REST list, through the one paginator."""
+        """Every page of a REST list, through the one paginator (from ``after``, a cursor
+        an earlier listing ended on, when given)."""
 
         async def fetch(cursor: str | None) -> Page:
             return await self.find_many(
@@ -232,7 +234,7 @@ class Records:
                 fields=fields,
             )
 
-        return paginate(fetch, what=f"GET /rest/{obj.plural}")
+        return paginate(fetch, what=f"GET /rest/{obj.plural}", start=after)
 
     def iter_pages_graphql(
         self,

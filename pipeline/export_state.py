@@ -1,0 +1,168 @@
+"""The state of one export: pages written so far, the cursor after them, the next ``since``.
+
+One folder per exported object (``STATE_DIR/export/<object>/``) holds ``export.sqlite``
+and one Parquet part file per page. A part is written under a temporary name, flushed to
+disk and renamed, and only then recorded with its cursor in one transaction: after a
+kill, every recorded part is whole, and a part on disk that is not recorded is removed
+on the next start (its page is fetched again). The state of a finished export keeps only
+its next ``since``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.errors import StateError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS parts (
+    n INTEGER PRIMARY KEY,
+    cursor TEXT,
+    rows INTEGER NOT NULL,
+    latest TEXT
+);
+"""
+
+
+class ExportState:
+    """Parts and cursor of the export under way in ``folder`` (see module docstring)."""
+
+    def __init__(self, folder: Path, db: sqlite3.Connection) -> None:
+        self.folder = folder
+        self.db = db
+
+    @classmethod
+    def open(cls, folder: Path, fingerprint: str, *, restart: bool = False) -> ExportState:
+        """The export under way with these options, or a fresh one.
+
+        An unfinished export with other options is refused (its parts would mix two
+        exports) unless ``restart``, which drops it.
+        """
+        try:
+            db = sqlite3.connect(folder / "export.sqlite", isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StateError(f"{folder}: cannot open the export state: {exc}") from exc
+        state = cls(folder, db)
+        status = state._meta("status")
+        if status in ("running", "complete") and state._meta("fingerprint") != fingerprint:
+            if not restart:
+                db.close()
+                raise StateError(
+                    f"{folder}: an unfinished export of this object with other options "
+                    "(fields, filter, since, deleted rows or money) is there; run it again "
+                    "with the same options to finish it, or pass --restart to drop it"
+                )
+            state._reset()
+        elif status not in ("running", "complete"):
+            state._reset()
+        state._set("fingerprint", fingerprint)
+        state._set("status", state._meta("status") or "running")
+        state._remove_strays()
+        return state
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def pages(self) -> int:
+        """Pages recorded so far."""
+        return int(self.db.execute("SELECT count(*) FROM parts").fetchone()[0])
+
+    @property
+    def rows(self) -> int:
+        """Records in the recorded pages."""
+        return int(self.db.execute("SELECT coalesce(sum(rows), 0) FROM parts").fetchone()[0])
+
+    @property
+    def cursor(self) -> str | None:
+        """The cursor after the last recorded page (None: start from the beginning)."""
+        row = self.db.execute("SELECT cursor FROM parts ORDER BY n DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    @property
+    def latest(self) -> str | None:
+        """The latest ``updatedAt`` among the recorded pages."""
+        row = self.db.execute("SELECT max(latest) FROM parts").fetchone()
+        return row[0] if row and row[0] else None
+
+    @property
+    def complete(self) -> bool:
+        """Every page has been fetched; the output is still to be assembled."""
+        return self._meta("status") == "complete"
+
+    def last_since(self) -> str | None:
+        """The next ``since`` a finished export stored."""
+        return self._meta("next_since")
+
+    def frames(self) -> Iterator[pl.DataFrame]:
+        """The recorded pages, in order."""
+        for (n,) in self.db.execute("SELECT n FROM parts ORDER BY n").fetchall():
+            yield pl.read_parquet(self._part(n))
+
+    # ------------------------------------------------------------------ writing
+
+    def add_page(self, frame: pl.DataFrame, cursor: str | None, latest: str | None) -> None:
+        """Write one page's part file, then record it with the cursor after it."""
+        n = self.pages + 1
+        final = self._part(n)
+        partial = final.with_suffix(".partial")
+        frame.write_parquet(partial)
+        with open(partial, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(partial, final)
+        self.db.execute(
+            "INSERT INTO parts (n, cursor, rows, latest) VALUES (?, ?, ?, ?)",
+            (n, cursor, frame.height, latest),
+        )
+
+    def mark_complete(self) -> None:
+        """Every page is fetched."""
+        self._set("status", "complete")
+
+    def finish(self, next_since: str | None) -> None:
+        """The output is in place: drop the parts, keep the next ``since``."""
+        self.db.execute("BEGIN")
+        self.db.execute("DELETE FROM parts")
+        self.db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('status', 'finished'), ('next_since', ?)",
+            (next_since,),
+        )
+        self.db.execute("COMMIT")
+        self._remove_strays()
+
+    def close(self) -> None:
+        """Close the database."""
+        self.db.close()
+
+    # ------------------------------------------------------------------ inside
+
+    def _part(self, n: int) -> Path:
+        return self.folder / f"part-{n:06d}.parquet"
+
+    def _meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def _reset(self) -> None:
+        self.db.execute("BEGIN")
+        self.db.execute("DELETE FROM parts")
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('status', 'running')")
+        self.db.execute("COMMIT")
+
+    def _remove_strays(self) -> None:
+        """Part files the database does not record (a kill between write and record)."""
+        kept = {self._part(n).name for (n,) in self.db.execute("SELECT n FROM parts")}
+        for path in self.folder.glob("part-*"):
+            if path.name not in kept:
+                path.unlink(missing_ok=True)
