@@ -150,12 +150,13 @@ def plan_columns(obj: ObjectSchema, options: ExportOptions) -> list[Column]:
         raise ConfigError(problems)
     columns: list[Column] = []
     for item in obj.fields.values():
-        if not item.is_active or (wanted is not None and item.name not in wanted):
+        join = item.relation.join_column if item.relation is not None else None
+        asked = wanted is None or item.name in wanted or (join is not None and join in wanted)
+        if not item.is_active or not asked:
             continue
         if item.name == "deletedAt" and not options.include_deleted:
             continue
         if item.relation is not None:
-            join = item.relation.join_column
             if item.relation.type == "MANY_TO_ONE" and join:
                 columns.append(Column(item, (join,)))
             continue
