@@ -7,7 +7,7 @@ of Twenty's generated Python client would write: REST batch upserts of 60 throug
 ``NotesApi.create_many_notes``, one call at a time, urllib3 retries on 429 and 5xx that
 honour ``Retry-After`` (the v2 engine sends it; the legacy throttler does not, so the
 back-off applies). Each side must leave exactly the notes it was given; the script
-checks the count through the REST API.
+checks the count in the workspace's file.
 
 Needs the package (a bench-only dependency): ``pip install twentycrm-api-client``.
 
@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from bench_pacing import serve
 
 from pipeline.config import Rate, Secret
@@ -36,16 +36,11 @@ from pipeline.twenty import TwentyClient
 BATCH = 60
 
 
-def stored_notes(url: str, key: str) -> int:
-    """How many notes the workspace holds (REST ``totalCount``)."""
-    answer = httpx.get(
-        f"{url}/rest/notes",
-        params={"limit": 1},
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=30,
-    )
-    answer.raise_for_status()
-    return int(answer.json()["totalCount"])
+def stored_notes(db: Path) -> int:
+    """How many notes the workspace file holds (read directly: its bucket may be empty)."""
+    with sqlite3.connect(db) as connection:
+        row = connection.execute("SELECT COUNT(*) FROM records WHERE object = 'note'")
+        return int(row.fetchone()[0])
 
 
 async def ours(url: str, key: str, rate: Rate, notes: int, folder: Path) -> dict[str, Any]:
@@ -139,7 +134,7 @@ def main() -> None:
                     results[side] = asyncio.run(ours(url, key, rate, args.notes, work))
                 else:
                     results[side] = theirs(url, key, args.notes)
-                results[side]["stored"] = stored_notes(url, key)
+                results[side]["stored"] = stored_notes(work / "ws.sqlite")
             finally:
                 process.terminate()
                 process.wait(timeout=10)

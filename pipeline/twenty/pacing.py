@@ -141,6 +141,8 @@ class Pacer:
         self.resets = 0
         self.waiting = 0
         """Callers waiting for a start (the size of the next cluster)."""
+        self.in_flight = 0
+        """Calls started and not yet answered (they may come back for another start)."""
 
     # ------------------------------------------------------------------ the model
 
@@ -172,7 +174,7 @@ class Pacer:
             return max(now, self.stamp + missing * self.interval)
         level = self.level(now)
         if level - 1 >= self.reserve - 1e-9 and (
-            now <= self._cluster_until or level >= self.capacity - 1e-9
+            now <= self._cluster_until or level >= self.capacity - 1e-9 or self._burst_alone()
         ):
             return now  # joins the cluster under way, or waiting would gain nothing
         gain = self._cluster_gain()
@@ -200,8 +202,18 @@ class Pacer:
             wanted = self._fastest_cluster()
         else:
             ready = math.ceil(max(self._latencies, default=0.0) / self.interval - 1e-6)
-            wanted = max(max(1, self.waiting) - spare, min(ready, self.group - spare))
+            wanted = max(max(1, self.waiting) - spare, min(ready, self._demand() - spare))
         return max(1, min(wanted, room))
+
+    def _demand(self) -> int:
+        """Calls a cluster can expect: those waiting and those that will come back."""
+        return max(1, min(self.group, self.waiting + self.in_flight))
+
+    def _burst_alone(self) -> bool:
+        """With stock to spend, a cluster too small to spend it (one caller reading page
+        after page) would only wait: such calls go at once, as long as stock lasts."""
+        spare = math.floor(self.tokens + 1e-9) - self.reserve
+        return spare > 0 and self._demand() <= self._fastest_cluster()
 
     def _fastest_cluster(self) -> int:
         """The cluster spacing (in intervals) with the most call starts per second."""
@@ -209,10 +221,11 @@ class Pacer:
         if not samples:
             return 1
         best, best_rate = 1, -1.0
+        demand = self._demand()
         for gain in range(1, self.group + 1):
-            span = gain * self.interval + self.margin + self.spread * (self.group - 1)
+            span = gain * self.interval + self.margin + self.spread * (demand - 1)
             back = sum(1 for latency in samples if latency <= span) / len(samples)
-            rate = max(back * self.group, 1.0) / span
+            rate = max(back * demand, 1.0) / span
             if rate > best_rate * 1.000001:
                 best, best_rate = gain, rate
         return best
@@ -223,12 +236,14 @@ class Pacer:
             self._cluster_until = now + self.CLUSTER_WINDOW
             self._cluster_size = 0
         self._cluster_size += 1
+        self.in_flight += 1
         self.tokens = self.level(now) - 1
         self.stamp = now
         self.starts += 1
 
     def answered(self, started_at: float, now: float) -> None:
         """Note an admitted call's round trip; narrow a widened interval after many."""
+        self.in_flight = max(0, self.in_flight - 1)
         self._latencies.append(max(0.0, now - started_at))
         self._successes += 1
         if self.interval > self.base_interval and self._successes >= self.RECOVER_AFTER:
@@ -242,6 +257,7 @@ class Pacer:
         more careful (:meth:`_widen`). The calls already under way when the first 429
         came back belong to the same refusal and change nothing more.
         """
+        self.in_flight = max(0, self.in_flight - 1)
         self._latencies.append(max(0.0, now - started_at))
         self._successes = 0
         self._learn(news)
@@ -273,6 +289,10 @@ class Pacer:
             self.interval = min(
                 self.interval * self.SLOWDOWN, self.base_interval * self.MAX_SLOWDOWN
             )
+
+    def failed(self) -> None:
+        """A started call ended without an answer (a network error): no longer in flight."""
+        self.in_flight = max(0, self.in_flight - 1)
 
     def _learn(self, news: LimitNews) -> None:
         if news.bucket is not None and news.bucket != self.bucket:

@@ -255,8 +255,13 @@ class Session:
         async with self._slots:
             started = await self.pacer.wait() if paced else 0.0
             self.stats.count(kind)
-            with map_httpx_errors(method, path, redact=self.redact):
-                response = await self._request_in_time(method, path, params, body)
+            try:
+                with map_httpx_errors(method, path, redact=self.redact):
+                    response = await self._request_in_time(method, path, params, body)
+            except BaseException:
+                if paced:
+                    self.pacer.failed()
+                raise
             self.stats.bytes_sent += len(response.request.content)
             self.stats.bytes_received += len(response.content)
         try:
@@ -268,6 +273,10 @@ class Session:
         except RateLimitedError as exc:
             if paced:
                 self.pacer.refused(started, self.pacer.now(), _news(exc))
+            raise
+        except BaseException:
+            if paced:
+                self.pacer.answered(started, self.pacer.now())  # the server counted it
             raise
         if paced:
             self.pacer.answered(started, self.pacer.now())
