@@ -379,6 +379,9 @@ async def _import_run(
             store.run_id = last.id
             report.already_done = True
             _count(report, store, last.rows_read or 0)
+            if not all((folder / name).exists() for name in ("success.csv", "rejects.csv")):
+                # killed after its last batch was recorded, before its ledgers were written
+                write_ledgers(store, folder, prepared.columns, last.id)
             return last
         unpublish(folder)
         run = _begin_run(store, prepared, report, print_)

@@ -154,3 +154,21 @@ async def test_a_mapping_reading_a_ledger_column_is_refused(
     source.write_text("E-mail,_reason\na@b.com,x\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"'_reason'.*own ledger columns"):
         await run_import(project, sandbox, "odd", source=source)
+
+
+async def test_ledgers_lost_to_a_kill_after_the_last_batch_are_written_again(
+    project: Path, sandbox: Sandbox
+) -> None:
+    """kill -9 between the run's end in the store and its ledgers: the re-run writes them."""
+    await run_import(project, sandbox, "companies")
+    success, rejects = (
+        ledger(project, "companies", "success"),
+        ledger(project, "companies", "rejects"),
+    )
+    for name in ("success.csv", "rejects.csv"):
+        (project / "state" / "companies" / name).unlink()
+    report = await run_import(project, sandbox, "companies")
+    assert report.already_done
+    assert ledger(project, "companies", "success") == success
+    assert ledger(project, "companies", "rejects") == rejects
+    assert report.created == len(success) and report.rejected == len(rejects)
