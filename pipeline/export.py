@@ -31,6 +31,7 @@ from typing import Any, Literal
 import polars as pl
 
 from pipeline.errors import ConfigError
+from pipeline.export_labels import Labels
 from pipeline.export_state import ExportState
 from pipeline.fields import codec_for
 from pipeline.lock import state_lock
@@ -77,6 +78,8 @@ class ExportOptions:
         money: amounts as ``micros`` (``amount.amountMicros``, exact as stored) or
             ``units`` (``amount.amount``, the same value as a decimal).
         fmt: ``csv``, ``jsonl`` or ``parquet`` (None: from the output's extension).
+        with_labels: beside each join column, the related record's unique label
+            (:mod:`pipeline.export_labels`).
     """
 
     fields: tuple[str, ...] | None = None
@@ -85,6 +88,7 @@ class ExportOptions:
     include_deleted: bool = False
     money: Money = "micros"
     fmt: str | None = None
+    with_labels: bool = False
 
     def fingerprint(self, obj: str) -> str:
         """What a resumed export must share with the one it continues."""
@@ -96,6 +100,7 @@ class ExportOptions:
                 "since": self.since,
                 "include_deleted": self.include_deleted,
                 "money": self.money,
+                "with_labels": self.with_labels,
             },
             sort_keys=True,
         )
@@ -114,6 +119,8 @@ class ExportReport:
     next_since: str | None = None
     seconds: float = 0.0
     calls: dict[str, int] = field(default_factory=dict)
+    unlabelled: list[str] = field(default_factory=list)
+    """Relations ``with_labels`` could not label (their target has no unique field)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain JSON values."""
@@ -127,6 +134,7 @@ class ExportReport:
             "next_since": self.next_since,
             "seconds": round(self.seconds, 3),
             "calls": self.calls,
+            "unlabelled": self.unlabelled,
         }
 
 
@@ -263,10 +271,16 @@ async def export_object(
     fmt = sink_format(output, options.fmt)
     columns = plan_columns(obj, options)
     where = request_filter(obj, options)
+    started = time.monotonic()
+    calls_before = client.stats.as_dict()
+    report = ExportReport(object=obj.name_singular, output=output)
+    labels = None
+    if options.with_labels:
+        joins = [(c.field.name, c.names[0]) for c in columns if c.field.relation is not None]
+        labels = Labels(client, schema, obj, joins)
+        report.unlabelled = labels.unlabelled
     folder = state_dir / "export" / obj.name_singular
     folder.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    report = ExportReport(object=obj.name_singular, output=output)
     with state_lock(folder, f"export {obj.name_singular}"):
         state = ExportState.open(folder, options.fingerprint(obj.name_singular), restart=restart)
         try:
@@ -285,6 +299,8 @@ async def export_object(
                             on_total(page.total_count)
                     if page.records:
                         frame = flatten_page(page.records, columns, options.money)
+                        if labels is not None:
+                            frame = await labels.add(frame)
                         latest = max([latest or "", *_updated(page.records)]) or None
                         state.add_page(frame, page.end_cursor, latest)
                         report.records += frame.height
@@ -293,6 +309,7 @@ async def export_object(
                             on_page(frame.height)
                 state.mark_complete()
             names = [name for c in columns for name in c.names]
+            names += labels.names if labels is not None else []
             with open_sink(output, fmt, columns=names, label="export file") as sink:
                 for frame in state.frames():
                     sink.write(frame.select(names))
@@ -301,7 +318,7 @@ async def export_object(
         finally:
             state.close()
     report.seconds = time.monotonic() - started
-    report.calls = client.stats.as_dict()
+    report.calls = {k: v - calls_before.get(k, 0) for k, v in client.stats.as_dict().items()}
     return report
 
 

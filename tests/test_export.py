@@ -274,3 +274,80 @@ def test_killed_export_resumes_with_every_record_exactly_once(
     with output.open(newline="", encoding="utf-8") as handle:
         titles = [row["title"] for row in csv.DictReader(handle)]
     assert sorted(titles) == [f"Note {i:04d}" for i in range(1400)]
+
+
+async def test_with_labels_a_file_links_people_in_another_workspace(tmp_path: Path) -> None:
+    """Ids differ between workspaces; the company's domain, written beside companyId, does not."""
+    companies = tmp_path / "companies.csv"
+    companies.write_text("name,domain\nAcme,acme.com\nGlobex,globex.com\n")
+    (tmp_path / "companies.yaml").write_text(
+        "object: company\nkey: [domainName.primaryLinkUrl]\n"
+        "fields:\n  name: name\n  domainName.primaryLinkUrl: domain\n"
+    )
+    people = tmp_path / "people.csv"
+    people.write_text(
+        "email,first,company\nada@acme.com,Ada,acme.com\nhank@globex.com,Hank,globex.com\n"
+    )
+    (tmp_path / "people.yaml").write_text(
+        "object: person\nkey: [emails.primaryEmail]\nfields:\n"
+        "  emails.primaryEmail: email\n  name.firstName: first\n"
+        "  company: {column: company, lookup: domainName.primaryLinkUrl}\n"
+    )
+    boxes = [Sandbox(tmp_path / f"{n}.sqlite", SandboxOptions(throttle=False)) for n in ("a", "b")]
+    try:
+        for box, state in zip(boxes, ("sa", "sb"), strict=True):
+            async with client_for(box) as client:
+                await import_file(
+                    load_mapping(tmp_path / "companies.yaml"),
+                    client,
+                    state_dir=tmp_path / state,
+                    source=companies,
+                )
+        async with client_for(boxes[0]) as client:
+            await import_file(
+                load_mapping(tmp_path / "people.yaml"),
+                client,
+                state_dir=tmp_path / "sa",
+                source=people,
+            )
+            schema = await load_schema(client)
+            output = tmp_path / "people.parquet"
+            report = await export_object(
+                client,
+                schema,
+                "person",
+                output,
+                state_dir=tmp_path / "sa",
+                options=ExportOptions(fields=("emails", "name", "company"), with_labels=True),
+            )
+        assert report.calls["reads"] == 2  # one page, one batch of labels
+        frame = pl.read_parquet(output)
+        assert sorted(frame["company.domainName.primaryLinkUrl"].to_list()) == [
+            "https://acme.com",
+            "https://globex.com",
+        ]
+        (tmp_path / "back.yaml").write_text(
+            "object: person\nkey: [emails.primaryEmail]\nfields:\n"
+            "  emails.primaryEmail: emails.primaryEmail\n  name.firstName: name.firstName\n"
+            "  company: {column: company.domainName.primaryLinkUrl, lookup: domainName.primaryLinkUrl}\n"
+        )
+        async with client_for(boxes[1]) as client:
+            loaded = await import_file(
+                load_mapping(tmp_path / "back.yaml"),
+                client,
+                state_dir=tmp_path / "sb",
+                source=output,
+            )
+        assert loaded.created == 2 and loaded.rejected == 0
+        target = boxes[1].engine
+        by_id = {
+            c["id"]: c["name"] for c in target.find_many(target.object("company"), limit=10).records
+        }
+        linked = {
+            p["emails"]["primaryEmail"]: by_id[p["companyId"]]
+            for p in target.find_many(target.object("person"), limit=10).records
+        }
+        assert linked == {"ada@acme.com": "Acme", "hank@globex.com": "Globex"}
+    finally:
+        for box in boxes:
+            box.close()

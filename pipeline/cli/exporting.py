@@ -61,6 +61,12 @@ if TYPE_CHECKING:
     help="Amounts as stored (amount.amountMicros) or as decimal units (amount.amount).",
 )
 @click.option(
+    "--with-labels",
+    is_flag=True,
+    help="Beside each relation's join column (companyId), the related record's unique "
+    "label (company.domainName.primaryLinkUrl), for importing into another workspace.",
+)
+@click.option(
     "--restart", is_flag=True, help="Drop an unfinished export of this object and start over."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -74,6 +80,7 @@ def export(
     since: str | None,
     include_deleted: bool,
     money: str,
+    with_labels: bool,
     restart: bool,
     as_json: bool,
     **flags: Any,
@@ -98,6 +105,7 @@ def export(
         include_deleted=include_deleted,
         money=cast("Any", money),
         fmt=fmt,
+        with_labels=with_labels,
     )
     bar = progress_bar(settings, f"export {object_name}")
     bar.unit = " records"
@@ -162,5 +170,7 @@ def _print_export(report: ExportReport) -> None:
         f"  calls: {calls.get('reads', 0)} reads, {calls.get('retries', 0)} retries, "
         f"{calls.get('rate_limited', 0)} rate-limited, in {report.seconds:.1f}s"
     )
+    if report.unlabelled:
+        click.echo(f"  no unique label to write for: {', '.join(report.unlabelled)}")
     if report.next_since:
         click.echo(f"next --since {report.next_since}")

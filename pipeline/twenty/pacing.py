@@ -181,10 +181,10 @@ class Pacer:
         planned = self.stamp + gain * self.interval + self.gap
         if now <= planned + self.CLUSTER_WINDOW:
             return max(now, planned)
-        # late for that cluster: start on a whole interval, losing no fraction (now, if
-        # one has just passed)
+        # late for that cluster: now, losing the part of an interval already past, or
+        # the next whole interval, whichever costs less time
         past = (now - self.stamp - self.gap) / self.interval
-        if past - math.floor(past) <= self.CLUSTER_WINDOW / self.interval:
+        if past - math.floor(past) <= 0.5:
             return now
         return self.stamp + math.ceil(past) * self.interval + self.gap
 
