@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -32,13 +32,14 @@ import polars as pl
 
 from pipeline.errors import ConfigError
 from pipeline.export_labels import Labels
+from pipeline.export_pages import read_pages
 from pipeline.export_state import ExportState
 from pipeline.fields import codec_for
 from pipeline.lock import state_lock
 from pipeline.schema import Field, ObjectSchema, WorkspaceSchema
 from pipeline.sinks import open_sink, sink_format
 from pipeline.twenty import TwentyClient
-from pipeline.twenty.paginate import PAGE_SIZE
+from pipeline.twenty.paginate import Page
 
 Money = Literal["micros", "units"]
 
@@ -255,13 +256,15 @@ async def export_object(
     state_dir: Path,
     options: ExportOptions = ExportOptions(),
     restart: bool = False,
+    readers: int = 1,
     on_total: Callable[[int | None], None] | None = None,
     on_page: Callable[[int], None] | None = None,
 ) -> ExportReport:
     """Export every matching record of ``object_name`` to ``output``; resumable.
 
-    Raises :class:`~pipeline.errors.ConfigError` (nothing fetched) for an unknown
-    object, field, filter or format.
+    ``readers`` ids ranges are read side by side after the first page
+    (:mod:`pipeline.export_pages`). Raises :class:`~pipeline.errors.ConfigError`
+    (nothing fetched) for an unknown object, field, filter or format.
     """
     obj = schema.object(object_name)
     if obj is None:
@@ -286,28 +289,27 @@ async def export_object(
         try:
             report.resumed_pages = state.pages
             report.records = state.rows
-            cursor = state.cursor
-            latest = state.latest
+
+            async def flatten(records: list[dict[str, Any]]) -> pl.DataFrame:
+                frame = flatten_page(records, columns, options.money)
+                return await labels.add(frame) if labels is not None else frame
+
+            def seen(page: Page, rows: int, part: int) -> None:
+                if part == 0 and report.total is None:
+                    report.total = page.total_count
+                    if on_total is not None:
+                        on_total(page.total_count)
+                report.records += rows
+                report.pages += 1
+                if on_page is not None:
+                    on_page(rows)
+
             if not state.complete:
-                pages = client.records.iter_pages(
-                    obj.names, filter=where, order_by="id", page_size=PAGE_SIZE, after=cursor
+                await read_pages(
+                    client, obj, where, state, readers=readers, flatten=flatten, seen=seen
                 )
-                async for page in pages:
-                    if report.total is None:
-                        report.total = page.total_count
-                        if on_total is not None:
-                            on_total(page.total_count)
-                    if page.records:
-                        frame = flatten_page(page.records, columns, options.money)
-                        if labels is not None:
-                            frame = await labels.add(frame)
-                        latest = max([latest or "", *_updated(page.records)]) or None
-                        state.add_page(frame, page.end_cursor, latest)
-                        report.records += frame.height
-                        report.pages += 1
-                        if on_page is not None:
-                            on_page(frame.height)
                 state.mark_complete()
+            latest = state.latest
             names = [name for c in columns for name in c.names]
             names += labels.names if labels is not None else []
             with open_sink(output, fmt, columns=names, label="export file") as sink:
@@ -320,10 +322,3 @@ async def export_object(
     report.seconds = time.monotonic() - started
     report.calls = {k: v - calls_before.get(k, 0) for k, v in client.stats.as_dict().items()}
     return report
-
-
-def _updated(records: list[dict[str, Any]]) -> Iterator[str]:
-    for record in records:
-        value = record.get("updatedAt")
-        if isinstance(value, str) and value:
-            yield value

@@ -1,7 +1,9 @@
 """The state of one export: pages written so far, the cursor after them, the next ``since``.
 
 One folder per exported object (``STATE_DIR/export/<object>/``) holds ``export.sqlite``
-and one Parquet part file per page. A part is written under a temporary name, flushed to
+and one Parquet part file per page; after the first page the rest of the id space may be
+split into ranges read side by side, each with its own cursor
+(:mod:`pipeline.export_pages`). A part is written under a temporary name, flushed to
 disk and renamed, and only then recorded with its cursor in one transaction: after a
 kill, every recorded part is whole, and a part on disk that is not recorded is removed
 on the next start (its page is fetched again). The state of a finished export keeps only
@@ -10,6 +12,7 @@ its next ``since``.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -23,7 +26,9 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS parts (
     n INTEGER PRIMARY KEY,
+    part INTEGER NOT NULL,
     cursor TEXT,
+    last_id TEXT,
     rows INTEGER NOT NULL,
     latest TEXT
 );
@@ -81,11 +86,42 @@ class ExportState:
         """Records in the recorded pages."""
         return int(self.db.execute("SELECT coalesce(sum(rows), 0) FROM parts").fetchone()[0])
 
-    @property
-    def cursor(self) -> str | None:
-        """The cursor after the last recorded page (None: start from the beginning)."""
-        row = self.db.execute("SELECT cursor FROM parts ORDER BY n DESC LIMIT 1").fetchone()
+    def cursor(self, part: int = 0) -> str | None:
+        """The cursor after the last recorded page of a range (None: from its start)."""
+        row = self.db.execute(
+            "SELECT cursor FROM parts WHERE part = ? ORDER BY n DESC LIMIT 1", (part,)
+        ).fetchone()
         return row[0] if row else None
+
+    def last_id(self, part: int) -> str | None:
+        """The id of the last record recorded in a range."""
+        row = self.db.execute(
+            "SELECT last_id FROM parts WHERE part = ? ORDER BY n DESC LIMIT 1", (part,)
+        ).fetchone()
+        return row[0] if row and row[0] else None
+
+    def pages_of(self, part: int) -> int:
+        """Pages recorded for one range."""
+        row = self.db.execute("SELECT count(*) FROM parts WHERE part = ?", (part,)).fetchone()
+        return int(row[0])
+
+    @property
+    def ranges(self) -> list[list[str | None]] | None:
+        """The id ranges read side by side after the first page (None: not decided yet)."""
+        text = self._meta("ranges")
+        return json.loads(text) if text else None
+
+    def set_ranges(self, ranges: list[list[str | None]]) -> None:
+        """Decide the ranges once; a resumed export reads the same ones."""
+        self._set("ranges", json.dumps(ranges))
+
+    def range_done(self, part: int) -> bool:
+        """Every page of this range is recorded."""
+        return self._meta(f"done:{part}") == "1"
+
+    def mark_range_done(self, part: int) -> None:
+        """Note that a range has no page left."""
+        self._set(f"done:{part}", "1")
 
     @property
     def latest(self) -> str | None:
@@ -104,14 +140,22 @@ class ExportState:
 
     def frames(self) -> Iterator[pl.DataFrame]:
         """The recorded pages, in order."""
-        for (n,) in self.db.execute("SELECT n FROM parts ORDER BY n").fetchall():
+        for (n,) in self.db.execute("SELECT n FROM parts ORDER BY part, n").fetchall():
             yield pl.read_parquet(self._part(n))
 
     # ------------------------------------------------------------------ writing
 
-    def add_page(self, frame: pl.DataFrame, cursor: str | None, latest: str | None) -> None:
+    def add_page(
+        self,
+        frame: pl.DataFrame,
+        cursor: str | None,
+        latest: str | None,
+        part: int = 0,
+        last_id: str | None = None,
+    ) -> None:
         """Write one page's part file, then record it with the cursor after it."""
-        n = self.pages + 1
+        row = self.db.execute("SELECT coalesce(max(n), 0) FROM parts").fetchone()
+        n = int(row[0]) + 1
         final = self._part(n)
         partial = final.with_suffix(".partial")
         frame.write_parquet(partial)
@@ -119,8 +163,8 @@ class ExportState:
             os.fsync(handle.fileno())
         os.replace(partial, final)
         self.db.execute(
-            "INSERT INTO parts (n, cursor, rows, latest) VALUES (?, ?, ?, ?)",
-            (n, cursor, frame.height, latest),
+            "INSERT INTO parts (n, part, cursor, last_id, rows, latest) VALUES (?, ?, ?, ?, ?, ?)",
+            (n, part, cursor, last_id, frame.height, latest),
         )
 
     def mark_complete(self) -> None:
@@ -131,6 +175,7 @@ class ExportState:
         """The output is in place: drop the parts, keep the next ``since``."""
         self.db.execute("BEGIN")
         self.db.execute("DELETE FROM parts")
+        self.db.execute("DELETE FROM meta WHERE key = 'ranges' OR key LIKE 'done:%'")
         self.db.execute(
             "INSERT OR REPLACE INTO meta VALUES ('status', 'finished'), ('next_since', ?)",
             (next_since,),
@@ -157,6 +202,7 @@ class ExportState:
     def _reset(self) -> None:
         self.db.execute("BEGIN")
         self.db.execute("DELETE FROM parts")
+        self.db.execute("DELETE FROM meta WHERE key = 'ranges' OR key LIKE 'done:%'")
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('status', 'running')")
         self.db.execute("COMMIT")
 

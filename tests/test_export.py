@@ -74,11 +74,19 @@ def seeded(tmp_path: Path) -> Any:
     box.close()
 
 
-async def run_export(box: Sandbox, output: Path, state: Path, **options: Any) -> Any:
+async def run_export(
+    box: Sandbox, output: Path, state: Path, readers: int = 1, **options: Any
+) -> Any:
     async with client_for(box) as client:
         schema = await load_schema(client)
         report = await export_object(
-            client, schema, "company", output, state_dir=state, options=ExportOptions(**options)
+            client,
+            schema,
+            "company",
+            output,
+            state_dir=state,
+            options=ExportOptions(**options),
+            readers=readers,
         )
     return report
 
@@ -351,3 +359,54 @@ async def test_with_labels_a_file_links_people_in_another_workspace(tmp_path: Pa
     finally:
         for box in boxes:
             box.close()
+
+
+@pytest.mark.parametrize("readers", [2, 4])
+async def test_ranges_read_side_by_side_give_every_record_once_in_id_order(
+    seeded: Any, tmp_path: Path, readers: int
+) -> None:
+    box, load = seeded
+    await load()
+    output = tmp_path / "companies.parquet"
+    report = await run_export(box, output, tmp_path / "state", readers=readers)
+    ids = pl.read_parquet(output)["id"].to_list()
+    assert ids == sorted(ids) and len(set(ids)) == len(ids) == report.records == 450
+    assert set(ids) == set(stored(box))
+    assert report.total == 450
+    assert report.pages >= 1 + readers  # the first page, then at least one per range
+
+
+async def test_an_export_stopped_among_its_ranges_resumes_exactly(
+    seeded: Any, tmp_path: Path
+) -> None:
+    box, load = seeded
+    await load()
+    output, state = tmp_path / "exported.csv", tmp_path / "state"
+    pages = 0
+
+    def stop_after_two(rows: int) -> None:
+        nonlocal pages
+        pages += 1
+        if pages == 2:
+            raise RuntimeError("stopped")  # as a failure would, between two pages
+
+    async with client_for(box) as client:
+        schema = await load_schema(client)
+        with pytest.raises(RuntimeError, match="stopped"):
+            await export_object(
+                client,
+                schema,
+                "company",
+                output,
+                state_dir=state,
+                readers=3,
+                on_page=stop_after_two,
+            )
+    assert not output.exists()
+    assert (state / "export" / "company" / "export.sqlite").exists()
+    report = await run_export(box, output, state, readers=3)
+    assert report.resumed_pages >= 2  # what was recorded before the stop is not read again
+    assert report.records == 450
+    with output.open(newline="", encoding="utf-8") as handle:
+        ids = [row["id"] for row in csv.DictReader(handle)]
+    assert len(ids) == len(set(ids)) == 450 and ids == sorted(ids)

@@ -87,7 +87,8 @@ def export(
 ) -> None:
     """Write every record of OBJECT (standard or custom) to a file, paced and resumable.
 
-    Pages of 200 records in id order, through the same pacer as imports. Composite
+    Pages of 200 records in id order, through the same pacer as imports; after the
+    first page, --concurrency ranges of ids are read side by side. Composite
     fields become one column per part (emails.primaryEmail, amount.amountMicros, ...),
     a relation its join column (companyId). A killed export, run again with the same
     options, goes on where it stopped; the file appears only when complete. Exit 0
@@ -155,6 +156,7 @@ async def _run_export(
                 state_dir=settings.state_dir,
                 options=options,
                 restart=restart,
+                readers=settings.concurrency,
                 on_total=on_total,
                 on_page=on_page,
             )
