@@ -8,7 +8,7 @@ records per second against the read ceiling (rate x 200 records a call) and the 
 run against the physical limit ``(pages - bucket) x interval``.
 
 Usage: python bench/bench_export.py [--records 30000] [--rate 50/30] [--latency 80:250]
-       [--bucket legacy|v2]
+       [--bucket legacy|v2] [--readers 4]
 """
 
 from __future__ import annotations
@@ -51,16 +51,25 @@ async def seed(db: Path, records: int) -> None:
         box.close()
 
 
-async def run(records: int, rate: Rate, latency: str, bucket: str, folder: Path) -> None:
+async def run(
+    records: int, rate: Rate, latency: str, bucket: str, readers: int, folder: Path
+) -> None:
     db = folder / "ws.sqlite"
     await seed(db, records)
     process, url, key = serve(db, f"{rate.calls}/{rate.seconds:g}", latency, bucket)
     try:
-        async with TwentyClient(base_url=url, api_key=Secret(key), rate=rate) as client:
+        async with TwentyClient(
+            base_url=url, api_key=Secret(key), rate=rate, concurrency=readers
+        ) as client:
             schema = await load_schema(client)
             started = time.monotonic()
             report = await export_object(
-                client, schema, "note", folder / "notes.parquet", state_dir=folder / "state"
+                client,
+                schema,
+                "note",
+                folder / "notes.parquet",
+                state_dir=folder / "state",
+                readers=readers,
             )
             elapsed = time.monotonic() - started
     finally:
@@ -72,7 +81,10 @@ async def run(records: int, rate: Rate, latency: str, bucket: str, folder: Path)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
-    print(f"{bucket} bucket {rate} (full at the start), answers held back {latency} ms")
+    print(
+        f"{bucket} bucket {rate} (full at the start), answers held back {latency} ms, "
+        f"{readers} readers"
+    )
     print(f"{report.records:,} records in {pages} read calls, {elapsed:.2f}s")
     print(
         f"records/s {report.records / elapsed:,.0f} vs read ceiling {ceiling:,.0f} "
@@ -91,10 +103,18 @@ def main() -> None:
     parser.add_argument("--rate", default="50/30")
     parser.add_argument("--latency", default="80:250")
     parser.add_argument("--bucket", choices=["legacy", "v2"], default="legacy")
+    parser.add_argument("--readers", type=int, default=4, help="id ranges read side by side")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-export-") as folder:
         asyncio.run(
-            run(args.records, Rate.parse(args.rate), args.latency, args.bucket, Path(folder))
+            run(
+                args.records,
+                Rate.parse(args.rate),
+                args.latency,
+                args.bucket,
+                args.readers,
+                Path(folder),
+            )
         )
 
 
