@@ -251,3 +251,23 @@ async def test_a_half_spent_bucket_on_a_real_server_loses_and_doubles_nothing(
     assert 1 <= client.stats.rate_limited <= 4  # the calls under way when the first came back
     assert client._pacer.bucket == kind
     assert sorted(titles) == sorted(["warm-up", *(f"Note {i}" for i in range(40))])
+
+
+def test_a_server_that_counts_a_cluster_slowly_gets_one_call_at_a_time() -> None:
+    """80 ms of server work before each call is counted: a cluster of 4 spreads over
+    240 ms, past any gap worth leaving, so the pacer sends one call at a time."""
+    rate = Rate(100, 60)
+    pacer = fresh(rate)
+    run = simulate(pacer, rate, "legacy", 400, service=0.080)
+    assert pacer.group == 1
+    assert run.refused <= 10  # each widened the allowance before clusters were given up
+    assert run.ratio(rate, rate.calls) >= 0.83
+
+
+def test_a_moderately_slow_server_keeps_clusters_with_a_wider_gap() -> None:
+    rate = Rate(100, 60)
+    pacer = fresh(rate)
+    run = simulate(pacer, rate, "legacy", 400, service=0.020)
+    assert pacer.group == 4 and pacer.spread > 0.008
+    assert run.refused <= 6
+    assert run.ratio(rate, rate.calls) >= 0.86

@@ -34,9 +34,10 @@ call, and lets a call start only when the model says the server will admit it:
   costs the calls already in flight (at most ``group``) and then the steady rate.
   A cluster's calls reach the server one after the other (it parses and authenticates
   each before counting it), so the gap after a cluster is the margin plus ``SPREAD``
-  for each further call; each 429 widens that allowance by half. 429s that keep coming
-  with the gap at its cap (another client spending the same bucket) widen the interval,
-  up to four times; a long run of admitted calls narrows it back.
+  for each further call; each 429 widens that allowance by half, and once the gap would
+  pass a third of the interval, calls go one at a time. 429s that keep coming then
+  (another client spending the same bucket) widen the interval, up to four times; a
+  long run of admitted calls narrows it back.
 
 The scheduling core (:meth:`next_start`, :meth:`started`, :meth:`answered`,
 :meth:`refused`) is synchronous and takes the time as an argument, so it runs under a
@@ -173,8 +174,9 @@ class Pacer:
             missing = self.reserve + 1 + cushion - self.tokens
             return max(now, self.stamp + missing * self.interval)
         level = self.level(now)
+        joins = now <= self._cluster_until and self._cluster_size < self.group
         if level - 1 >= self.reserve - 1e-9 and (
-            now <= self._cluster_until or level >= self.capacity - 1e-9 or self._burst_alone()
+            joins or level >= self.capacity - 1e-9 or self._burst_alone()
         ):
             return now  # joins the cluster under way, or waiting would gain nothing
         gain = self._cluster_gain()
@@ -202,7 +204,8 @@ class Pacer:
             wanted = self._fastest_cluster()
         else:
             ready = math.ceil(max(self._latencies, default=0.0) / self.interval - 1e-6)
-            wanted = max(max(1, self.waiting) - spare, min(ready, self._demand() - spare))
+            waiting = min(max(1, self.waiting), self.group)
+            wanted = max(waiting - spare, min(ready, self._demand() - spare))
         return max(1, min(wanted, room))
 
     def _demand(self) -> int:
@@ -285,6 +288,13 @@ class Pacer:
         if not self._fluid() and self.group > 1 and widest <= self.base_interval / 3:
             self.spread = max(self.spread * 1.5, 0.002)
             log.info("pacing: %.1f ms allowed between a cluster's arrivals", self.spread * 1000)
+        elif not self._fluid() and self.group > 1:
+            # the server handles a cluster's calls too far apart: one call at a time,
+            # each an interval and a margin after the last
+            self.group = 1
+            log.info(
+                "pacing: one call at a time (a cluster's calls reach the bucket too far apart)"
+            )
         elif again:
             self.interval = min(
                 self.interval * self.SLOWDOWN, self.base_interval * self.MAX_SLOWDOWN
