@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS parts (
 );
 """
 
+PART_COLUMNS = {"n", "part", "cursor", "last_id", "rows", "latest"}
+
 
 class ExportState:
     """Parts and cursor of the export under way in ``folder`` (see module docstring)."""
@@ -54,8 +56,13 @@ class ExportState:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(parts)")}
         except sqlite3.Error as exc:
             raise StateError(f"{folder}: cannot open the export state: {exc}") from exc
+        if columns != PART_COLUMNS:
+            db.close()
+            cls._replace_older(folder, restart)
+            return cls.open(folder, fingerprint, restart=restart)
         state = cls(folder, db)
         status = state._meta("status")
         if status in ("running", "complete") and state._meta("fingerprint") != fingerprint:
@@ -188,6 +195,22 @@ class ExportState:
         self.db.close()
 
     # ------------------------------------------------------------------ inside
+
+    @staticmethod
+    def _replace_older(folder: Path, restart: bool) -> None:
+        """An export state of an earlier layout: dropped if finished (or ``restart``)."""
+        path = folder / "export.sqlite"
+        with sqlite3.connect(path) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'status'").fetchone()
+        if row is not None and row[0] in ("running", "complete") and not restart:
+            raise StateError(
+                f"{folder}: an unfinished export written by an earlier version of "
+                "twenty-pipeline is there; pass --restart to start it over"
+            )
+        for name in ("export.sqlite", "export.sqlite-wal", "export.sqlite-shm"):
+            (folder / name).unlink(missing_ok=True)
+        for part in folder.glob("part-*"):
+            part.unlink()
 
     def _part(self, n: int) -> Path:
         return self.folder / f"part-{n:06d}.parquet"

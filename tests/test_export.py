@@ -410,3 +410,26 @@ async def test_an_export_stopped_among_its_ranges_resumes_exactly(
     with output.open(newline="", encoding="utf-8") as handle:
         ids = [row["id"] for row in csv.DictReader(handle)]
     assert len(ids) == len(set(ids)) == 450 and ids == sorted(ids)
+
+
+def test_an_export_state_of_an_older_layout_is_refused_unless_restarted(tmp_path: Path) -> None:
+    from pipeline.errors import StateError
+    from pipeline.export_state import ExportState
+
+    folder = tmp_path / "export" / "company"
+    folder.mkdir(parents=True)
+    with sqlite3.connect(folder / "export.sqlite") as db:
+        db.executescript(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+            "CREATE TABLE parts (n INTEGER PRIMARY KEY, cursor TEXT, rows INTEGER, latest TEXT);"
+            "INSERT INTO meta VALUES ('status', 'running');"
+        )
+    (folder / "part-000001.parquet").write_bytes(b"old")
+    with pytest.raises(StateError, match="pass --restart"):
+        ExportState.open(folder, "{}")
+    state = ExportState.open(folder, "{}", restart=True)
+    try:
+        assert state.pages == 0 and state.cursor(0) is None
+        assert not (folder / "part-000001.parquet").exists()
+    finally:
+        state.close()
