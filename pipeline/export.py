@@ -32,10 +32,12 @@ import polars as pl
 
 from pipeline.errors import ConfigError
 from pipeline.export_labels import Labels
+from pipeline.export_mapping import MappedColumn, mapped_columns
 from pipeline.export_pages import read_pages
 from pipeline.export_state import ExportState
 from pipeline.fields import codec_for
 from pipeline.lock import state_lock
+from pipeline.mapping import Mapping
 from pipeline.schema import Field, ObjectSchema, WorkspaceSchema
 from pipeline.sinks import open_sink, sink_format
 from pipeline.twenty import TwentyClient
@@ -81,6 +83,8 @@ class ExportOptions:
         fmt: ``csv``, ``jsonl`` or ``parquet`` (None: from the output's extension).
         with_labels: beside each join column, the related record's unique label
             (:mod:`pipeline.export_labels`).
+        mapping: write the columns of this import mapping instead
+            (:mod:`pipeline.export_mapping`).
     """
 
     fields: tuple[str, ...] | None = None
@@ -90,6 +94,7 @@ class ExportOptions:
     money: Money = "micros"
     fmt: str | None = None
     with_labels: bool = False
+    mapping: Mapping | None = None
 
     def fingerprint(self, obj: str) -> str:
         """What a resumed export must share with the one it continues."""
@@ -102,6 +107,7 @@ class ExportOptions:
                 "include_deleted": self.include_deleted,
                 "money": self.money,
                 "with_labels": self.with_labels,
+                "mapping": str(self.mapping.path) if self.mapping is not None else None,
             },
             sort_keys=True,
         )
@@ -226,6 +232,12 @@ def flatten_page(
     return pl.DataFrame(data, schema={name: pl.String for name in data})
 
 
+def mapped_frame(records: list[dict[str, Any]], columns: list[MappedColumn]) -> pl.DataFrame:
+    """One page in an import mapping's columns."""
+    data = {c.name: [c.render(r) for r in records] for c in columns}
+    return pl.DataFrame(data, schema={c.name: pl.String for c in columns})
+
+
 def _flatten(record: dict[str, Any], column: Column, money: Money) -> dict[str, str | None]:
     item = column.field
     if item.relation is not None:
@@ -278,7 +290,11 @@ async def export_object(
     calls_before = client.stats.as_dict()
     report = ExportReport(object=obj.name_singular, output=output)
     labels = None
-    if options.with_labels:
+    mapped: list[MappedColumn] = []
+    if options.mapping is not None:
+        mapped, lookups = mapped_columns(options.mapping, schema, obj)
+        labels = Labels.of(client, lookups)
+    elif options.with_labels:
         joins = [(c.field.name, c.names[0]) for c in columns if c.field.relation is not None]
         labels = Labels(client, schema, obj, joins)
         report.unlabelled = labels.unlabelled
@@ -291,6 +307,10 @@ async def export_object(
             report.records = state.rows
 
             async def flatten(records: list[dict[str, Any]]) -> pl.DataFrame:
+                if mapped:
+                    if labels is not None:
+                        await labels.annotate(records)
+                    return mapped_frame(records, mapped)
                 frame = flatten_page(records, columns, options.money)
                 return await labels.add(frame) if labels is not None else frame
 
@@ -312,6 +332,8 @@ async def export_object(
             latest = state.latest
             names = [name for c in columns for name in c.names]
             names += labels.names if labels is not None else []
+            if mapped:
+                names = [c.name for c in mapped]
             with open_sink(output, fmt, columns=names, label="export file") as sink:
                 for frame in state.frames():
                     sink.write(frame.select(names))

@@ -79,6 +79,14 @@ class Labels:
             self.columns.append(LabelColumn(join, target, path, f"{field_name}.{path}"))
         self._cache: dict[str, dict[str, str | None]] = {}
 
+    @classmethod
+    def of(cls, client: TwentyClient, columns: list[LabelColumn]) -> Labels:
+        """Labels for columns already chosen (an import mapping's lookups)."""
+        labels = cls.__new__(cls)
+        labels.client, labels.columns, labels.unlabelled = client, columns, []
+        labels._cache = {}
+        return labels
+
     @property
     def names(self) -> list[str]:
         """The label columns the file gains."""
@@ -87,22 +95,37 @@ class Labels:
     async def add(self, frame: pl.DataFrame) -> pl.DataFrame:
         """``frame`` with a label column beside each join column."""
         for column in self.columns:
-            known = self._cache.setdefault(column.target.name_singular, {})
-            ids = [i for i in frame[column.join].drop_nulls().unique().to_list() if i not in known]
-            for start in range(0, len(ids), IDS_PER_CALL):
-                chunk = ids[start : start + IDS_PER_CALL]
-                page = await self.client.find_many(
-                    column.target.names,
-                    filter=f"id[in]:[{','.join(chunk)}]",
-                    limit=PAGE_SIZE,
-                )
-                for record in page.records:
-                    known[str(record["id"])] = _value_at(record, column.path)
-                for missing in set(chunk) - {str(r["id"]) for r in page.records}:
-                    known[missing] = None  # deleted since: no label to give
+            known = await self._read(column, frame[column.join].to_list())
             labels = [known.get(i) if i is not None else None for i in frame[column.join]]
             frame = frame.with_columns(pl.Series(column.name, labels, dtype=pl.String))
         return frame
+
+    async def annotate(self, records: list[dict[str, Any]]) -> None:
+        """Put each label in its record under ``_label:<column>``."""
+        for column in self.columns:
+            joins = [r.get(column.join) for r in records]
+            known = await self._read(column, joins)
+            for record, join in zip(records, joins, strict=True):
+                record[f"_label:{column.name}"] = known.get(join) if join else None
+
+    async def _read(self, column: LabelColumn, joins: list[Any]) -> dict[str, str | None]:
+        """The labels of these ids (cached), reading the ones not seen yet."""
+        key = f"{column.target.name_singular}:{column.path}"
+        known = self._cache.setdefault(key, {})
+        wanted = {str(j) for j in joins if j}
+        ids = sorted(i for i in wanted if i not in known)
+        for start in range(0, len(ids), IDS_PER_CALL):
+            chunk = ids[start : start + IDS_PER_CALL]
+            page = await self.client.find_many(
+                column.target.names,
+                filter=f"id[in]:[{','.join(chunk)}]",
+                limit=PAGE_SIZE,
+            )
+            for record in page.records:
+                known[str(record["id"])] = _value_at(record, column.path)
+            for missing in set(chunk) - {str(r["id"]) for r in page.records}:
+                known[missing] = None  # deleted since: no label to give
+        return known
 
 
 def _value_at(record: dict[str, Any], path: str) -> str | None:

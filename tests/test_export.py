@@ -29,6 +29,7 @@ from pipeline.schema import load_schema
 from pipeline.twenty import TwentyClient
 from tests.conftest import Served
 
+ROOT = Path(__file__).resolve().parents[1]
 COMPANIES = "name,domain,employees,city,arr\n" + "".join(
     f"Company {i},c{i}.example.com,{i * 10},{'Paris' if i % 3 == 0 else 'Oslo'},{-i * 1.5}\n"
     for i in range(450)
@@ -433,3 +434,81 @@ def test_an_export_state_of_an_older_layout_is_refused_unless_restarted(tmp_path
         assert not (folder / "part-000001.parquet").exists()
     finally:
         state.close()
+
+
+async def test_exported_in_a_mappings_columns_the_file_imports_back_the_same_people(
+    tmp_path: Path,
+) -> None:
+    """The sample people (phones, a lookup, names), exported with people.yaml's columns
+    and imported with people.yaml into another workspace: the same values, field by field."""
+    root = ROOT
+    mappings = tmp_path / "mappings"
+    mappings.mkdir()
+    for name in ("companies", "people"):
+        text = (root / "mappings" / f"{name}.yaml").read_text()
+        (mappings / f"{name}.yaml").write_text(
+            text.replace("../sample_data", str(root / "sample_data"))
+        )
+    boxes = [Sandbox(tmp_path / f"{n}.sqlite", SandboxOptions(throttle=False)) for n in ("a", "b")]
+    try:
+        for box, state in zip(boxes, ("sa", "sb"), strict=True):
+            async with client_for(box) as client:
+                await import_file(
+                    load_mapping(mappings / "companies.yaml"), client, state_dir=tmp_path / state
+                )
+        async with client_for(boxes[0]) as client:
+            await import_file(
+                load_mapping(mappings / "people.yaml"), client, state_dir=tmp_path / "sa"
+            )
+            schema = await load_schema(client)
+            output = tmp_path / "people.parquet"
+            report = await export_object(
+                client,
+                schema,
+                "person",
+                output,
+                state_dir=tmp_path / "sa",
+                options=ExportOptions(mapping=load_mapping(mappings / "people.yaml")),
+            )
+        assert pl.read_parquet(output).columns == [
+            "First Name",
+            "Last Name",
+            "E-mail",
+            "Phone",
+            "Job Title",
+            "City",
+            "Company Website",
+            "LinkedIn",
+        ]
+        async with client_for(boxes[1]) as client:
+            back = await import_file(
+                load_mapping(mappings / "people.yaml"),
+                client,
+                state_dir=tmp_path / "sb",
+                source=output,
+            )
+        assert back.created == report.records == 6 and back.rejected == 0
+
+        def people(box: Sandbox) -> dict[str, dict[str, Any]]:
+            engine = box.engine
+            domains = {
+                c["id"]: c["domainName"]["primaryLinkUrl"]
+                for c in engine.find_many(engine.object("company"), limit=50).records
+            }
+            found = engine.find_many(engine.object("person"), limit=50).records
+            return {
+                p["emails"]["primaryEmail"]: {
+                    "name": p["name"],
+                    "phones": p["phones"],
+                    "jobTitle": p["jobTitle"],
+                    "city": p["city"],
+                    "linkedin": p["linkedinLink"]["primaryLinkUrl"],
+                    "company": domains.get(p["companyId"]),
+                }
+                for p in found
+            }
+
+        assert people(boxes[1]) == people(boxes[0])
+    finally:
+        for box in boxes:
+            box.close()

@@ -61,6 +61,13 @@ if TYPE_CHECKING:
     help="Amounts as stored (amount.amountMicros) or as decimal units (amount.amount).",
 )
 @click.option(
+    "--mapping",
+    "mapping_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Write the columns of this import mapping, so that importing the file with it "
+    "gives the same records.",
+)
+@click.option(
     "--with-labels",
     is_flag=True,
     help="Beside each relation's join column (companyId), the related record's unique "
@@ -80,6 +87,7 @@ def export(
     since: str | None,
     include_deleted: bool,
     money: str,
+    mapping_file: str | None,
     with_labels: bool,
     restart: bool,
     as_json: bool,
@@ -97,8 +105,10 @@ def export(
     Example: twenty-pipeline export person -o people.csv --sandbox
     """
     from pipeline.export import ExportOptions
+    from pipeline.mapping import load_mapping
 
     settings = settings_from(flags)
+    mapping = load_mapping(mapping_file) if mapping_file else None
     options = ExportOptions(
         fields=tuple(f.strip() for f in fields.split(",") if f.strip()) if fields else None,
         filter=where,
@@ -107,6 +117,7 @@ def export(
         money=cast("Any", money),
         fmt=fmt,
         with_labels=with_labels,
+        mapping=mapping,
     )
     bar = progress_bar(settings, f"export {object_name}")
     bar.unit = " records"
