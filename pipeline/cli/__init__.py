@@ -7,10 +7,20 @@ imported.
 
 from __future__ import annotations
 
-from pipeline.cli import explore, exporting, loading, running, sandbox
+from pipeline.cli import explore, exporting, loading, migrating, running, sandbox
 from pipeline.cli.base import cli, setup_logging
 
-__all__ = ["cli", "explore", "exporting", "loading", "main", "running", "sandbox", "setup_logging"]
+__all__ = [
+    "cli",
+    "explore",
+    "exporting",
+    "loading",
+    "main",
+    "migrating",
+    "running",
+    "sandbox",
+    "setup_logging",
+]
 
 
 def main() -> None:
