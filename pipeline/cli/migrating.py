@@ -120,6 +120,8 @@ def migrate(
     if not report.complete:
         notice(target, "migrate: some objects hold fewer records in the target; run again")
         raise click.exceptions.Exit(1)
+    for cursor in (folder / "migrate").glob("*.json"):
+        cursor.unlink()  # finished: the next migration copies everything again
 
 
 async def _run(
