@@ -155,7 +155,11 @@ async def _run(
 def _print(report: MigrationReport) -> None:
     click.echo(f"{'object':<16} {'copied':>8} {'source':>8} {'target':>8}")
     for o in report.objects:
-        mark = "" if o.source_count == o.target_count else "  (counts differ)"
+        mark = ""
+        if (o.target_count or 0) < (o.source_count or 0):
+            mark = "  (fewer in the target)"
+        elif (o.target_count or 0) > (o.source_count or 0):
+            mark = "  (the target held others already)"
         source, target = o.source_count or 0, o.target_count or 0
         click.echo(f"{o.object:<16} {o.written:>8,} {source:>8,} {target:>8,}{mark}")
         if o.members_unmatched:
