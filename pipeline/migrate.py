@@ -13,9 +13,9 @@ records to copy; a member the target lacks leaves the relation empty, counted.
 goes on from there; the page in flight when it stopped is written again, which the
 upsert on ``id`` makes harmless.
 
-**The data model** must already hold, in the target, every object and field being
-copied with the same name and type: the plan lists what the target lacks and the run
-stops before any write. Attachments' files are not copied.
+**The data model**: custom objects and fields the target lacks are created first
+(:mod:`pipeline.migrate_schema`); what cannot be is listed and nothing is written.
+Soft-deleted records and attachments' files are not copied.
 """
 
 from __future__ import annotations
@@ -113,17 +113,22 @@ class MigrationReport:
         )
 
 
+def objects_to_copy(source: WorkspaceSchema, objects: list[str] | None) -> list[str]:
+    """The objects named, or the CRM's and every custom one; unknown names refused."""
+    unknown = [n for n in objects or [] if source.object(n) is None]
+    if unknown:
+        raise ConfigError([f"--objects: the source workspace has no object {n!r}" for n in unknown])
+    return objects or [
+        *DEFAULT_OBJECTS,
+        *(o.name_singular for o in source.objects if o.is_custom and o.is_active),
+    ]
+
+
 def plan_migration(
     source: WorkspaceSchema, target: WorkspaceSchema, objects: list[str] | None = None
 ) -> MigrationPlan:
     """The objects to copy in dependency order, and what the target lacks."""
-    names = objects or [
-        *DEFAULT_OBJECTS,
-        *(o.name_singular for o in source.objects if o.is_custom and o.is_active),
-    ]
-    unknown = [n for n in objects or [] if source.object(n) is None]
-    if unknown:
-        raise ConfigError([f"--objects: the source workspace has no object {n!r}" for n in unknown])
+    names = objects_to_copy(source, objects)
     problems: list[str] = []
     chosen: dict[str, ObjectPlan] = {}
     for name in names:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 from typing import Any
@@ -121,11 +122,96 @@ async def test_a_stopped_migration_resumes_without_a_duplicate(
     assert records(target, "company") == records(source, "company")
 
 
-def test_the_plan_lists_what_the_target_lacks_and_nothing_is_written(
+def test_custom_objects_and_fields_the_target_lacks_are_created_first(
     tmp_path: Path, two: list[Sandbox]
 ) -> None:
+    """A custom object with a text field, a select and a relation to company, and a custom
+    field on company: created in the empty target, then the records copied."""
     source = two[0]
-    add_tier(source)  # the target has no tier field
+    add_tier(source)
+    project = source.engine.create_object(
+        {
+            "nameSingular": "project",
+            "namePlural": "projects",
+            "labelSingular": "Project",
+            "labelPlural": "Projects",
+        }
+    )
+    company = source.engine.object("company")
+    for body in (
+        {"name": "code", "label": "Code", "type": "TEXT"},
+        {
+            "name": "phase",
+            "label": "Phase",
+            "type": "SELECT",
+            "options": [
+                {"value": "PLAN", "label": "Plan", "position": 0, "color": "blue"},
+                {"value": "BUILD", "label": "Build", "position": 1, "color": "green"},
+            ],
+        },
+        {
+            "name": "client",
+            "label": "Client",
+            "type": "RELATION",
+            "relationCreationPayload": {
+                "type": "MANY_TO_ONE",
+                "targetObjectMetadataId": company.id,
+                "targetFieldLabel": "Projects",
+                "targetFieldIcon": "IconLink",
+            },
+        },
+    ):
+        source.engine.create_field({"objectMetadataId": project["id"], **body})
+    source.engine.reload_metadata()
+
+    async def fill() -> None:
+        await seed(tmp_path, source, tier=True)
+        async with client_for(source) as client:
+            first = (await client.find_many(box_names(source, "company"), limit=1)).records[0]
+            await client.upsert_many(
+                box_names(source, "project"),
+                [
+                    {"name": "Apollo", "code": "AP-1", "phase": "BUILD", "clientId": first["id"]},
+                    {"name": "Gemini", "code": "GE-2", "phase": "PLAN"},
+                ],
+            )
+
+    asyncio.run(fill())
+    a, b = (str(tmp_path / f"{n}.sqlite") for n in ("a", "b"))
+    for box in two:
+        box.close()
+    state = str(tmp_path / "m")
+    dry = CliRunner().invoke(
+        cli, ["migrate", "--from-sandbox", a, "--to-sandbox", b, "--state-dir", state, "--dry-run"]
+    )
+    assert dry.exit_code == 0, dry.output
+    assert "create object project" in dry.output
+    assert "create field company.tier (TEXT)" in dry.output
+    assert "create field project.client (relation to company)" in dry.output
+    done = CliRunner().invoke(
+        cli, ["migrate", "--from-sandbox", a, "--to-sandbox", b, "--state-dir", state]
+    )
+    assert done.exit_code == 0, done.output
+    reopened = [Sandbox(tmp_path / f"{n}.sqlite", SandboxOptions(throttle=False)) for n in "ab"]
+    try:
+        for name in ("company", "person", "noteTarget", "project"):
+            assert records(reopened[1], name) == records(reopened[0], name), name
+        phases = sorted(r["phase"] for r in records(reopened[1], "project").values())
+        assert phases == ["BUILD", "PLAN"]
+    finally:
+        for box in reopened:
+            box.close()
+
+
+def test_a_field_of_another_type_in_the_target_stops_before_any_write(
+    tmp_path: Path, two: list[Sandbox]
+) -> None:
+    source, target = two
+    add_tier(source)
+    company = target.engine.object("company")
+    target.engine.create_field(
+        {"objectMetadataId": company.id, "name": "tier", "label": "Tier", "type": "NUMBER"}
+    )
     a, b = (str(tmp_path / f"{n}.sqlite") for n in ("a", "b"))
     for box in two:
         box.close()
@@ -134,7 +220,7 @@ def test_the_plan_lists_what_the_target_lacks_and_nothing_is_written(
         ["migrate", "--from-sandbox", a, "--to-sandbox", b, "--state-dir", str(tmp_path / "m")],
     )
     assert result.exit_code == 2
-    assert "the target's company has no field 'tier'" in result.output
+    assert "the target's company.tier is NUMBER, the source's TEXT" in result.output
     dry = CliRunner().invoke(
         cli,
         ["migrate", "--from-sandbox", a, "--to-sandbox", a, "--dry-run", "--objects", "compny"],

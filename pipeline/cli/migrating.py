@@ -77,8 +77,8 @@ def migrate(
 
     Objects go in the order their relations need, each as upserts on id, so a record
     keeps its id and every relation still points at the right record; workspace
-    members are matched by e-mail. The target must already have the objects and fields
-    (the plan lists what it lacks, and nothing is written). Killed, the same command
+    members are matched by e-mail. Custom objects and fields the target lacks are
+    created first (the plan lists them; --dry-run prints only the plan). Killed, the same command
     resumes. Ends with a count per object, source beside target. Exit 0 all copied, 1
     failed or counts short (re-run resumes), 2 usage error or data model missing.
 
@@ -127,19 +127,32 @@ def migrate(
 async def _run(
     source: Settings, target: Settings, names: list[str] | None, dry_run: bool, folder: Path
 ) -> MigrationReport | None:
-    from pipeline.migrate import MigrationReport, copy_object, member_map, plan_migration
+    from pipeline.migrate import (
+        MigrationReport,
+        copy_object,
+        member_map,
+        objects_to_copy,
+        plan_migration,
+    )
+    from pipeline.migrate_schema import apply_changes, schema_changes
     from pipeline.schema import load_schema
 
     async with open_workspace(source) as reading, open_workspace(target) as writing:
-        plan = plan_migration(await load_schema(reading), await load_schema(writing), names)
+        source_model, target_model = await load_schema(reading), await load_schema(writing)
+        changes = schema_changes(source_model, target_model, objects_to_copy(source_model, names))
+        for line in changes.lines():
+            click.echo(line)
+        if changes.problems:
+            raise ConfigError(changes.problems)  # nothing created, nothing written
+        if dry_run:
+            click.echo("dry run: nothing created, nothing copied")
+            return None
+        target_model = await apply_changes(writing, changes, target_model)
+        plan = plan_migration(source_model, target_model, names)
         for line in plan.lines():
             click.echo(line)
         if plan.missing:
-            raise ConfigError(
-                [*plan.missing, "create them in the target workspace, then run again"]
-            )
-        if dry_run:
-            return None
+            raise ConfigError(plan.missing)
         members = await member_map(reading, writing)
         report = MigrationReport()
         for step in plan.objects:

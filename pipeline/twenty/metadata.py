@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.errors import FatalApiError
 from pipeline.twenty.answers import single_list
 from pipeline.twenty.names import Record
 from pipeline.twenty.paginate import PAGE_SIZE, Page, collect, page_of, paginate
@@ -32,6 +33,27 @@ class Metadata:
     async def fields(self) -> list[Record]:
         """Every field of the workspace, each with its ``objectMetadataId``."""
         return await self._list(FIELDS_PATH)
+
+    async def create_object(self, body: dict[str, Any]) -> Record:
+        """Create a custom object (CreateObjectInput, twenty-api.md §8.1); the object."""
+        return await self._create(OBJECTS_PATH, body, "createOneObject")
+
+    async def create_field(self, body: dict[str, Any]) -> Record:
+        """Create a custom field (CreateFieldInput, twenty-api.md §8.1); the field."""
+        return await self._create(FIELDS_PATH, body, "createOneField")
+
+    async def _create(self, path: str, body: dict[str, Any], legacy_key: str) -> Record:
+        # a create is not idempotent: an unconfirmed answer is not sent again
+        answer = await self.session.request(
+            "metadata", "POST", path, json_body=body, idempotent=False
+        )
+        if isinstance(answer, dict) and isinstance(answer.get("data"), dict):
+            created = answer["data"].get(legacy_key, answer["data"])  # legacy envelope
+        else:
+            created = answer
+        if not isinstance(created, dict) or not created.get("id"):
+            raise FatalApiError(f"POST {path}: the answer does not give the created id")
+        return created
 
     async def _list(self, path: str) -> list[Record]:
         async def fetch(cursor: str | None) -> Page:
