@@ -100,10 +100,12 @@ class MigrationReport:
     """What a migration did."""
 
     objects: list[ObjectCount] = field(default_factory=list)
+    calls: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Each side's calls (``source``, ``target``): reads, writes, retries, 429s."""
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain JSON values."""
-        return {"objects": [vars(o) for o in self.objects]}
+        return {"objects": [vars(o) for o in self.objects], "calls": self.calls}
 
     @property
     def complete(self) -> bool:

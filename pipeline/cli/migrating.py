@@ -6,12 +6,20 @@ import asyncio
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipeline.cli.base import cli, notice, run_async, setup_logging, stopping_on_sigterm
+from pipeline.cli.base import (
+    cli,
+    notice,
+    progress_bar,
+    run_async,
+    setup_logging,
+    stopping_on_sigterm,
+)
 from pipeline.config import build_settings
 from pipeline.errors import ConfigError, Interrupted
 from pipeline.workspace import open_workspace
@@ -156,13 +164,35 @@ async def _run(
         members = await member_map(reading, writing)
         report = MigrationReport()
         for step in plan.objects:
-            counted = await stopping_on_sigterm(
-                copy_object(reading, writing, step, members, folder, batch_size=target.batch_size)
-            )
+            bar = progress_bar(target, f"migrate {step.source.name_singular}")
+            try:
+                counted = await stopping_on_sigterm(
+                    copy_object(
+                        reading,
+                        writing,
+                        step,
+                        members,
+                        folder,
+                        batch_size=target.batch_size,
+                        on_rows=_counting(bar),
+                    )
+                )
+            finally:
+                bar.close()
             report.objects.append(counted)
             if not target.quiet:
                 notice(target, f"migrate: {counted.object}: {counted.written:,} records copied")
+        report.calls = {"source": reading.stats.as_dict(), "target": writing.stats.as_dict()}
     return report
+
+
+def _counting(bar: Any) -> Callable[[int], None]:
+    """A progress callback that moves ``bar``."""
+
+    def moved(rows: int) -> None:
+        bar.update(rows)
+
+    return moved
 
 
 def _print(report: MigrationReport) -> None:
@@ -179,3 +209,8 @@ def _print(report: MigrationReport) -> None:
             click.echo(
                 f"  {o.members_unmatched} member links left empty (no member with that e-mail)"
             )
+    for side, calls in report.calls.items():
+        click.echo(
+            f"{side} calls: {calls.get('reads', 0)} reads, {calls.get('writes', 0)} writes, "
+            f"{calls.get('retries', 0)} retries, {calls.get('rate_limited', 0)} rate-limited"
+        )
