@@ -1,0 +1,171 @@
+"""Plan: what an import would create, change, restore and possibly duplicate, before any write.
+
+A workspace of 200 people and a file of 300 rows: 100 new, 150 changing two fields,
+40 identical, 10 looking like existing people under another e-mail. Calls are counted
+on the wire, between the client and the sandbox.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pipeline.config import Rate, Secret
+from pipeline.mapping import load_mapping
+from pipeline.planning import PlanReport, run_plan
+from pipeline.reports import ImportReport
+from pipeline.runner import import_file
+from pipeline.sandbox import Sandbox, SandboxOptions
+from pipeline.schema import load_schema
+from pipeline.twenty import TwentyClient
+
+MAPPING = """\
+version: 1
+object: person
+source: {path: people.csv}
+key: [emails.primaryEmail]
+fields:
+  emails.primaryEmail: email
+  name.firstName: first
+  name.lastName: last
+  jobTitle: title
+  city: city
+"""
+
+
+class WireCounter(httpx.AsyncBaseTransport):
+    """The sandbox, counting what reaches it: writes are any call that changes records."""
+
+    def __init__(self, box: Sandbox) -> None:
+        self.inner = httpx.ASGITransport(app=box.app)
+        self.calls: Counter[str] = Counter()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/graphql":
+            self.calls["write" if b"mutation" in request.content else "read"] += 1
+        elif path.endswith("/duplicates"):
+            self.calls["duplicates"] += 1
+        elif path.startswith("/rest/metadata"):
+            self.calls["metadata"] += 1
+        elif path.startswith("/rest/"):
+            self.calls["read" if request.method == "GET" else "write"] += 1
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Any:
+    sandbox = Sandbox(tmp_path / "ws.sqlite", SandboxOptions(throttle=False))
+    obj = sandbox.engine.object("person")
+    actor = {"source": "API", "name": "seed", "workspaceMemberId": None, "context": {}}
+    seed = [
+        {
+            "emails": {"primaryEmail": f"p{i}@x.io"},
+            "name": {"firstName": f"First{i}", "lastName": f"Last{i}"},
+            "jobTitle": f"Job{i}",
+            "city": f"City{i}",
+        }
+        for i in range(200)
+    ]
+    sandbox.engine.create_many(obj, seed, upsert=False, actor=actor)
+    yield sandbox
+    sandbox.close()
+
+
+def file_rows() -> list[list[str]]:
+    rows = [[f"n{i}@x.io", f"New{i}", f"Person{i}", f"NewJob{i}", "Lyon"] for i in range(100)]
+    rows += [[f"p{i}@x.io", f"First{i}", f"Last{i}", f"Chief{i}", f"Town{i}"] for i in range(150)]
+    rows += [
+        [f"p{i}@x.io", f"First{i}", f"Last{i}", f"Job{i}", f"City{i}"] for i in range(150, 190)
+    ]
+    rows += [[f"other{i}@y.io", f"First{i}", f"Last{i}", "", ""] for i in range(190, 200)]
+    return rows
+
+
+@pytest.fixture
+def mapping_path(tmp_path: Path) -> Path:
+    with (tmp_path / "people.csv").open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["email", "first", "last", "title", "city"])
+        writer.writerows(file_rows())
+    path = tmp_path / "people.yaml"
+    path.write_text(MAPPING, encoding="utf-8")
+    return path
+
+
+def client(transport: httpx.AsyncBaseTransport) -> TwentyClient:
+    return TwentyClient(
+        base_url="http://sandbox",
+        api_key=Secret("k"),
+        rate=Rate(10_000, 1),
+        transport=transport,
+    )
+
+
+async def plan_of(box: Sandbox, mapping_path: Path, state: Path) -> tuple[PlanReport, Counter[str]]:
+    wire = WireCounter(box)
+    async with TwentyClient(
+        base_url="http://sandbox", api_key=Secret(box.api_key), rate=Rate(10_000, 1), transport=wire
+    ) as c:
+        schema = await load_schema(c)
+        report = await run_plan(load_mapping(mapping_path), c, schema, state_dir=state)
+    assert report is not None
+    return report, wire.calls
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def stored(box: Sandbox) -> dict[str, dict[str, Any]]:
+    obj = box.engine.object("person")
+    out: dict[str, dict[str, Any]] = {}
+    after = None
+    while True:
+        page = box.engine.find_many(obj, limit=200, after=after)
+        out.update({p["emails"]["primaryEmail"]: p for p in page.records})
+        if not page.has_next_page:
+            return out
+        after = page.end_cursor
+
+
+async def test_the_plan_counts_changes_and_duplicates_exactly_with_no_write(
+    box: Sandbox, mapping_path: Path, tmp_path: Path
+) -> None:
+    before = stored(box)
+    report, calls = await plan_of(box, mapping_path, tmp_path / "state")
+    assert (report.rows, report.create, report.update, report.unchanged) == (300, 110, 150, 40)
+    assert (report.restore, report.rejected, report.skipped) == (0, 0, 0)
+    assert dict(report.fields) == {"jobTitle": 150, "city": 150}
+    assert report.possible_duplicates == 10
+    ids = {p["emails"]["primaryEmail"]: p["id"] for p in before.values()}
+    assert sorted((d["key"], d["record_id"], d["why"]) for d in report.duplicates) == sorted(
+        (f"other{i}@y.io", ids[f"p{i}@x.io"], f"same name (First{i} Last{i})")
+        for i in range(190, 200)
+    )
+    assert calls["write"] == 0
+    assert calls["read"] == report.read_calls - calls["duplicates"] == 3  # 2 key reads + deleted
+    assert calls["duplicates"] == 2  # 110 rows to create, 60 a call
+    assert stored(box) == before
+    lines = read_csv(tmp_path / "state" / "people" / "plan.csv")
+    changes = [r for r in lines if r["action"] == "update"]
+    assert len(changes) == 300
+    assert {
+        "_row": "102",
+        "key": "p0@x.io",
+        "action": "update",
+        "field": "jobTitle",
+        "now": "Job0",
+        "after": "Chief0",
+        "record_id": ids["p0@x.io"],
+        "note": "",
+    } in changes
+    saved = json.loads((tmp_path / "state" / "people" / "plan.json").read_text())
+    assert saved["create"] == 110 and saved["write_calls"] == 0
