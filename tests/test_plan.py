@@ -18,6 +18,7 @@ import pytest
 
 from pipeline.config import Rate, Secret
 from pipeline.mapping import load_mapping
+from pipeline.plan_policy import PlanOptions
 from pipeline.planning import PlanReport, run_plan
 from pipeline.reports import ImportReport
 from pipeline.runner import import_file
@@ -99,15 +100,6 @@ def mapping_path(tmp_path: Path) -> Path:
     return path
 
 
-def client(transport: httpx.AsyncBaseTransport) -> TwentyClient:
-    return TwentyClient(
-        base_url="http://sandbox",
-        api_key=Secret("k"),
-        rate=Rate(10_000, 1),
-        transport=transport,
-    )
-
-
 async def plan_of(box: Sandbox, mapping_path: Path, state: Path) -> tuple[PlanReport, Counter[str]]:
     wire = WireCounter(box)
     async with TwentyClient(
@@ -169,3 +161,86 @@ async def test_the_plan_counts_changes_and_duplicates_exactly_with_no_write(
     } in changes
     saved = json.loads((tmp_path / "state" / "people" / "plan.json").read_text())
     assert saved["create"] == 110 and saved["write_calls"] == 0
+
+
+async def import_with(
+    box: Sandbox, mapping_path: Path, state: Path, **options: Any
+) -> tuple[ImportReport, Counter[str]]:
+    wire = WireCounter(box)
+    async with TwentyClient(
+        base_url="http://sandbox", api_key=Secret(box.api_key), rate=Rate(10_000, 1), transport=wire
+    ) as c:
+        report = await import_file(
+            load_mapping(mapping_path), c, state_dir=state, plan_options=PlanOptions(**options)
+        )
+    return report, wire.calls
+
+
+def outcomes(state: Path) -> dict[str, dict[str, str]]:
+    return {r["_row"]: r for r in read_csv(state / "people" / "success.csv")}
+
+
+async def test_only_create_creates_what_the_plan_said_and_updates_nothing(
+    box: Sandbox, mapping_path: Path, tmp_path: Path
+) -> None:
+    before = stored(box)
+    report, _ = await import_with(box, mapping_path, tmp_path / "state", only_create=True)
+    assert (report.created, report.updated, report.skipped, report.rejected) == (110, 0, 190, 0)
+    after = stored(box)
+    assert len(after) == 310
+    assert {k: after[k] for k in before} == before  # not one existing record touched
+    assert after["n5@x.io"]["jobTitle"] == "NewJob5"
+    skipped = outcomes(tmp_path / "state")["102"]
+    assert skipped["outcome"] == "skipped"
+    assert "has this key; not updated (--only-create)" in skipped["note"]
+
+
+async def test_keep_existing_leaves_non_empty_values_and_changes_the_rest(
+    box: Sandbox, mapping_path: Path, tmp_path: Path
+) -> None:
+    report, calls = await import_with(
+        box, mapping_path, tmp_path / "state", keep_existing=frozenset({"jobTitle"})
+    )
+    assert (report.created, report.updated, report.unchanged) == (110, 150, 40)
+    after = stored(box)
+    for i in range(150):
+        assert (after[f"p{i}@x.io"]["jobTitle"], after[f"p{i}@x.io"]["city"]) == (
+            f"Job{i}",
+            f"Town{i}",
+        )
+    assert after["n0@x.io"]["jobTitle"] == "NewJob0"
+    assert after["other190@y.io"]["name"] == {"firstName": "First190", "lastName": "Last190"}
+    assert calls["duplicates"] == 0  # not asked for: no --on-possible-duplicate
+
+
+@pytest.mark.parametrize(
+    ("mode", "created", "skipped", "rejected"),
+    [("skip", 100, 10, 0), ("reject", 100, 0, 10), ("create", 110, 0, 0)],
+)
+async def test_on_possible_duplicate_does_what_the_plan_said(
+    box: Sandbox,
+    mapping_path: Path,
+    tmp_path: Path,
+    mode: str,
+    created: int,
+    skipped: int,
+    rejected: int,
+) -> None:
+    plan, _ = await plan_of(box, mapping_path, tmp_path / "plan-state")
+    flagged = {d["key"]: d for d in plan.duplicates}
+    report, _ = await import_with(box, mapping_path, tmp_path / "state", on_possible_duplicate=mode)
+    assert (report.created, report.updated, report.unchanged) == (created, 150, 40)
+    assert (report.skipped, report.rejected) == (skipped, rejected)
+    assert report.rows_read == 300
+    after = stored(box)
+    assert all((key in after) == (mode == "create") for key in flagged)
+    assert after["p0@x.io"]["jobTitle"] == "Chief0"
+    if mode == "reject":
+        rejects = read_csv(tmp_path / "state" / "people" / "rejects.csv")
+        assert {r["email"] for r in rejects} == set(flagged)
+        one = next(r for r in rejects if r["email"] == "other190@y.io")
+        assert one["_stage"] == "load"
+        assert one["_reason"] == (
+            f"possible duplicate of person {flagged['other190@y.io']['record_id']}: "
+            "same name (First190 Last190) (--on-possible-duplicate reject)"
+        )
