@@ -123,11 +123,15 @@ async def run_plan(
     source: str | Path | None = None,
     chunk_size: int = 100_000,
     confirm: Callable[[int, int], bool] | None = None,
+    folder: Path | None = None,
 ) -> PlanReport | None:
-    """Plan ``source``; ``confirm(rows, read calls)`` may decline (None is returned)."""
+    """Plan ``source``; ``confirm(rows, read calls)`` may decline (None is returned).
+
+    The files go to ``folder`` (a job's step folder), by default the mapping's own.
+    """
     started = time.monotonic()
     path = source_path(mapping, source)
-    folder = state_folder(state_dir, mapping)
+    folder = folder or state_folder(state_dir, mapping)
     with open_source(path, mapping.source, chunk_size=chunk_size) as reader:
         prepared = PreparedSource.build(reader, mapping, schema)
         obj = prepared.plan.object.name_singular

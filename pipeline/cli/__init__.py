@@ -7,10 +7,10 @@ imported.
 
 from __future__ import annotations
 
-from pipeline.cli import explore, loading, running, sandbox
+from pipeline.cli import explore, loading, planning, running, sandbox
 from pipeline.cli.base import cli, setup_logging
 
-__all__ = ["cli", "explore", "loading", "main", "running", "sandbox", "setup_logging"]
+__all__ = ["cli", "explore", "loading", "main", "planning", "running", "sandbox", "setup_logging"]
 
 
 def main() -> None:
