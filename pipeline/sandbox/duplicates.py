@@ -21,6 +21,8 @@ from pipeline.sandbox.model import ObjectModel
 from pipeline.sandbox.pagination import encode_cursor
 from pipeline.sandbox.values import check_uuid
 
+Record = dict[str, Any]
+
 CRITERIA: dict[str, tuple[tuple[str, ...], ...]] = {
     "person": (
         ("name.firstName", "name.lastName"),
@@ -74,7 +76,35 @@ def duplicate_inputs(body: Any) -> tuple[list[dict[str, Any]] | None, list[str] 
     return None, ids
 
 
-def find_duplicates(engine: Engine, obj: ObjectModel, body: Any) -> list[dict[str, Any]]:
+def _index(engine: Engine, obj: ObjectModel) -> list[dict[tuple[Any, ...], list[Record]]]:
+    """Per criteria group, its values -> the live records holding them (one read per call)."""
+    groups = CRITERIA.get(obj.name_singular, ())
+    index: list[dict[tuple[Any, ...], list[Record]]] = [{} for _ in groups]
+    if not groups:
+        return index
+    for row in engine.records.table.select(obj, None):
+        for table, group in zip(index, groups, strict=True):
+            values = tuple(_value(row, p) for p in group)
+            if all(v not in (None, "") for v in values):
+                table.setdefault(values, []).append(row)
+    return index
+
+
+def _matches(
+    obj: ObjectModel, record: Record, index: list[dict[tuple[Any, ...], list[Record]]]
+) -> list[Record]:
+    """What :func:`duplicate_filter` selects, looked up in the index (ordered by id)."""
+    found: dict[str, Record] = {}
+    for table, group in zip(index, CRITERIA.get(obj.name_singular, ()), strict=True):
+        values = tuple(_value(record, p) for p in group)
+        if all(v not in (None, "") for v in values):
+            for row in table.get(values, []):
+                if row["id"] != record.get("id"):
+                    found[row["id"]] = row
+    return [found[k] for k in sorted(found)]
+
+
+def find_duplicates(engine: Engine, obj: ObjectModel, body: Any) -> list[Record]:
     """One connection per input of the request ``body`` (``data`` or ``ids``)."""
     data, ids = duplicate_inputs(body)
     if ids is not None:
@@ -82,10 +112,10 @@ def find_duplicates(engine: Engine, obj: ObjectModel, body: Any) -> list[dict[st
     else:
         # inputs are read as an update would read them: emails lower-cased, URLs tidied
         records = [engine.prepare(obj, d, for_create=False) for d in data or []]
+    index = _index(engine, obj)
     out = []
     for record in records:
-        flt = duplicate_filter(obj, record)
-        found = [] if flt is None else engine.records.table.select(obj, flt)
+        found = _matches(obj, record, index)
         shown = [engine.present(obj, r) for r in found]
         cursors = [encode_cursor(r, []) for r in found]
         out.append(
