@@ -30,10 +30,11 @@ from pipeline.duplicates import (
 from pipeline.existing import ExistingRecords, Record
 from pipeline.fields import codec_for
 from pipeline.normalize import KEY, KEY_SEPARATOR, Plan, to_payloads
+from pipeline.plan_lookups import PlanLookups
 from pipeline.sources import ROW
 from pipeline.twenty import TwentyClient
 
-Action = Literal["create", "update", "unchanged", "restore"]
+Action = Literal["create", "update", "unchanged", "restore", "rejected"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class Judged:
     changes: list[Change] = field(default_factory=list)
     existing: Record | None = None
     duplicate: PossibleDuplicate | None = None
+    note: str | None = None
+    """Why it would be rejected at load, or what its links do (lookups)."""
 
 
 def _same(now: str | None, after: str | None) -> bool:
@@ -117,11 +120,12 @@ class Judge:
         self.existing = ExistingRecords(plan, client)
         self.duplicates = duplicates and has_criteria(plan.object.name_singular)
         self.duplicate_calls = 0
+        self.links = PlanLookups(plan, client)
 
     @property
     def read_calls(self) -> int:
         """Read calls made so far (keys, soft-deleted records, duplicates)."""
-        return self.existing.calls + self.duplicate_calls
+        return self.existing.calls + self.duplicate_calls + self.links.calls
 
     async def prepare(self) -> None:
         """Before the first chunk: the soft-deleted records."""
@@ -148,10 +152,23 @@ class Judge:
                 out.append(Judged(int(row), shown, "restore", str(gone["id"]), changes, gone))
             else:
                 out.append(Judged(int(row), shown, "create"))
+        if self.links.lookups:
+            await self._links(records, out)
         if self.duplicates:
             await self._duplicates(out, payloads)
         self.existing.forget(i for i in identities if i is not None)
         return out
+
+    async def _links(self, records: pl.DataFrame, judged: list[Judged]) -> None:
+        links = await self.links.judge(records, [v.existing for v in judged])
+        for verdict, link in zip(judged, links, strict=True):
+            verdict.note = "; ".join(link.notes) or None
+            if link.reject is not None:
+                verdict.action, verdict.note = "rejected", link.reject
+                continue
+            verdict.changes.extend(Change(name, now, after) for name, now, after in link.changes)
+            if verdict.action == "unchanged" and verdict.changes:
+                verdict.action = "update"
 
     async def _duplicates(self, judged: list[Judged], payloads: list[Record]) -> None:
         name = self.plan.object.name_singular
@@ -185,7 +202,8 @@ def keep_existing_changes(
     """
     if not keep or verdict.existing is None:
         return verdict.changes, []
-    held = {f for f in keep if _non_empty(verdict.existing.get(f))}
+    stored = verdict.existing
+    held = {f for f in keep if _non_empty(stored.get(f)) or _non_empty(stored.get(f"{f}Id"))}
     made = [c for c in verdict.changes if c.field.split(".")[0] not in held]
     kept = [c for c in verdict.changes if c.field.split(".")[0] in held]
     return made, kept

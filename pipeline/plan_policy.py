@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from pipeline.duplicates import OnPossibleDuplicate
-from pipeline.normalize import KEY, Plan
+from pipeline.normalize import KEY, LOOKUP_PREFIX, Plan
 from pipeline.plan import Judge, Judged, keep_existing_changes
 from pipeline.sources import ROW
 from pipeline.state import RowOutcome, StateStore
@@ -105,9 +105,10 @@ class PlanPolicy:
         kept = records.filter(pl.Series(decided.send, dtype=pl.Boolean))
         for name, blank in decided.blank.items():
             mask = pl.Series(blank, dtype=pl.Boolean).filter(pl.Series(decided.send))
-            if name in kept.columns and mask.any():
+            column = self._column(name)
+            if column in kept.columns and mask.any():
                 kept = kept.with_columns(
-                    pl.when(mask).then(None).otherwise(pl.col(name)).alias(name)
+                    pl.when(mask).then(None).otherwise(pl.col(column)).alias(column)
                 )
         reasons = pl.DataFrame(
             {ROW: list(decided.rejected), "_reason": list(decided.rejected.values())},
@@ -120,6 +121,13 @@ class PlanPolicy:
         )
         return kept, rejects
 
+    def _column(self, name: str) -> str:
+        """The records' column of a field: its own, or its lookup column for a relation."""
+        f = self.plan.object.field(name)
+        if f is not None and f.relation is not None:
+            return LOOKUP_PREFIX + (f.relation.join_column or f"{name}Id")
+        return name
+
     def _decide(self, verdicts: list[Judged], keys: list[str | None]) -> _Verdicts:
         out = _Verdicts([], [], [], {}, {f: [] for f in self.options.keep_existing})
         for verdict, key in zip(verdicts, keys, strict=True):
@@ -131,6 +139,8 @@ class PlanPolicy:
 
     def _one(self, v: Judged, key: str | None, out: _Verdicts) -> tuple[bool, set[str]]:
         o = self.options
+        if v.action == "rejected":
+            return True, set()  # the import rejects it at load, with the same reason
         if v.action != "create" and o.only_create:
             state = "a soft-deleted" if v.action == "restore" else "a"
             reason = (

@@ -92,13 +92,15 @@ def estimate_reads(rows: int, object_name: str) -> int:
 
 def _lines(verdict: Judged) -> list[list[Any]]:
     base = [verdict.row, verdict.key, verdict.action]
-    if verdict.action == "create":
+    note = verdict.note
+    if verdict.action in ("create", "rejected"):
         dup = verdict.duplicate
-        note = f"possible duplicate: {dup.why}" if dup else None
+        if dup is not None:
+            note = "; ".join(filter(None, [f"possible duplicate: {dup.why}", note]))
         return [[*base, None, None, None, dup.record_id if dup else None, note]]
     if not verdict.changes:
-        return [[*base, None, None, None, verdict.record_id, None]]
-    return [[*base, c.field, c.now, c.after, verdict.record_id, None] for c in verdict.changes]
+        return [[*base, None, None, None, verdict.record_id, note]]
+    return [[*base, c.field, c.now, c.after, verdict.record_id, note] for c in verdict.changes]
 
 
 def _count(report: PlanReport, verdicts: list[Judged]) -> None:
