@@ -174,7 +174,8 @@ async def _plan_all(
 def print_plan(report: PlanReport) -> None:
     """The plan on a terminal: counts per outcome, top fields, first duplicates."""
     click.echo(f"{report.source} -> {report.object}: {report.rows:,} rows")
-    dup = f"  ({report.possible_duplicates:,} possible duplicates)" if report.duplicates else ""
+    n = report.possible_duplicates
+    dup = f"  ({n:,} possible duplicate{'s' if n != 1 else ''})" if n else ""
     for sign, label, value, extra in (
         ("+", "create", report.create, dup),
         ("~", "update", report.update, ""),
