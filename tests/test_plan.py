@@ -244,3 +244,21 @@ async def test_on_possible_duplicate_does_what_the_plan_said(
             f"possible duplicate of person {flagged['other190@y.io']['record_id']}: "
             "same name (First190 Last190) (--on-possible-duplicate reject)"
         )
+
+
+async def test_soft_deleted_records_are_planned_as_restores(
+    box: Sandbox, mapping_path: Path, tmp_path: Path
+) -> None:
+    obj = box.engine.object("person")
+    for i in range(5):  # 5 of the changing rows, 2 of the identical ones
+        box.engine.delete(obj, {"emails": {"primaryEmail": {"eq": f"p{i}@x.io"}}}, soft=True)
+    for i in (150, 151):
+        box.engine.delete(obj, {"emails": {"primaryEmail": {"eq": f"p{i}@x.io"}}}, soft=True)
+    report, calls = await plan_of(box, mapping_path, tmp_path / "state")
+    assert (report.create, report.update, report.unchanged, report.restore) == (110, 145, 38, 7)
+    assert calls["write"] == 0
+    done, _ = await import_with(box, mapping_path, tmp_path / "state", only_create=True)
+    assert (done.created, done.restored, done.skipped) == (110, 0, 190)
+    assert "p0@x.io" not in stored(box)  # still deleted
+    skipped = outcomes(tmp_path / "state")["102"]["note"]
+    assert skipped.startswith("a soft-deleted person ") and "(--only-create)" in skipped
