@@ -59,6 +59,8 @@ class Judged:
     duplicate: PossibleDuplicate | None = None
     note: str | None = None
     """Why it would be rejected at load, or what its links do (lookups)."""
+    links: dict[str, str] = field(default_factory=dict)
+    """Join column -> the id a lookup of the row resolves to."""
 
 
 def _same(now: str | None, after: str | None) -> bool:
@@ -163,6 +165,7 @@ class Judge:
         links = await self.links.judge(records, [v.existing for v in judged])
         for verdict, link in zip(judged, links, strict=True):
             verdict.note = "; ".join(link.notes) or None
+            verdict.links = link.ids
             if link.reject is not None:
                 verdict.action, verdict.note = "rejected", link.reject
                 continue
@@ -187,8 +190,9 @@ class Judge:
         for (verdict, sent), matches in zip(asked, answers, strict=True):
             if matches:
                 first = matches[0]
+                reason = why(name, sent, first, verdict.links.get("companyId"))
                 verdict.duplicate = PossibleDuplicate(
-                    verdict.row, verdict.key, str(first["id"]), why(name, sent, first)
+                    verdict.row, verdict.key, str(first["id"]), reason
                 )
 
 

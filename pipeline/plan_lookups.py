@@ -41,6 +41,8 @@ class LinkVerdict:
     notes: list[str] = field(default_factory=list)
     changes: list[tuple[str, str | None, str]] = field(default_factory=list)
     """(relation field, id now, id after)."""
+    ids: dict[str, str] = field(default_factory=dict)
+    """Join column -> the id the row links to (``companyId``)."""
 
 
 class PlanLookups:
@@ -93,7 +95,9 @@ class PlanLookups:
                 found = lookup.ids.get(value)
                 if found is None:
                     self._missing(lookup, value, verdict)
-                elif stored is not None and stored.get(lookup.join) != found:
+                    continue
+                verdict.ids[lookup.join] = found
+                if stored is not None and stored.get(lookup.join) != found:
                     verdict.changes.append((lookup.name, stored.get(lookup.join), found))
         return out
 
