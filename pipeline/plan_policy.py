@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from pipeline.duplicates import OnPossibleDuplicate
+from pipeline.errors import InputError
 from pipeline.normalize import KEY, LOOKUP_PREFIX, Plan
 from pipeline.plan import Judge, Judged, keep_existing_changes
 from pipeline.sources import ROW
@@ -82,8 +83,6 @@ class PlanPolicy:
         self.object = plan.object.name_singular
         unknown = sorted(f for f in options.keep_existing if plan.object.field(f) is None)
         if unknown:
-            from pipeline.errors import InputError
-
             raise InputError(
                 f"--keep-existing: {self.object} has no field {', '.join(map(repr, unknown))}"
             )

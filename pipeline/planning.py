@@ -82,7 +82,7 @@ class PlanReport:
         }
 
 
-def estimate_reads(rows: int, object_name: str) -> int:
+def estimate_reads(rows: int) -> int:
     """Read calls a plan of ``rows`` rows costs at least: keys, soft-deleted records.
 
     Rows that would be created add one duplicates call per 60 (person and company).
@@ -124,10 +124,11 @@ async def run_plan(
     state_dir: Path,
     source: str | Path | None = None,
     chunk_size: int = 100_000,
-    confirm: Callable[[int, int], bool] | None = None,
+    confirm: Callable[[int, int, bool], bool] | None = None,
     folder: Path | None = None,
 ) -> PlanReport | None:
-    """Plan ``source``; ``confirm(rows, read calls)`` may decline (None is returned).
+    """Plan ``source``; ``confirm(rows, read calls, duplicates asked)`` may decline
+    (None is returned).
 
     The files go to ``folder`` (a job's step folder), by default the mapping's own.
     """
@@ -139,7 +140,7 @@ async def run_plan(
         obj = prepared.plan.object.name_singular
         report = PlanReport(object=obj, source=str(path))
         total = prepared.total_rows
-        if confirm is not None and not confirm(total, estimate_reads(total, obj)):
+        if confirm is not None and not confirm(total, estimate_reads(total), has_criteria(obj)):
             return None
         judge = Judge(prepared.plan, client, duplicates=has_criteria(obj))
         folder.mkdir(parents=True, exist_ok=True)

@@ -146,13 +146,13 @@ async def _plan_all(
             steps = sorted(steps, key=lambda s: order.index(s[0]))
         for name, mapping, step_source, folder in steps:
 
-            def confirm(rows: int, calls: int, name: str = name) -> bool:
+            def confirm(rows: int, calls: int, duplicates: bool, name: str = name) -> bool:
                 seconds = calls * settings.rate.interval
+                more = ", one more per 60 new rows for possible duplicates" if duplicates else ""
                 notice(
                     settings,
                     f"plan {name}: {rows:,} rows; at least {calls:,} read calls "
-                    f"(about {seconds:.0f}s at {settings.rate}), one more per 60 new rows "
-                    "for possible duplicates; no write call",
+                    f"(about {seconds:.0f}s at {settings.rate}){more}; no write call",
                 )
                 return not ask or click.confirm("continue?", default=True, err=True)
 
