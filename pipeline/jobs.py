@@ -44,6 +44,7 @@ from pipeline.load import OnDeleted
 from pipeline.lock import state_lock
 from pipeline.mapping import Mapping, load_mapping
 from pipeline.normalize import make_plan
+from pipeline.plan_policy import PlanOptions
 from pipeline.reports import ImportReport, LoadProgress, StartHook, TotalHook, ValidationReport
 from pipeline.runner import import_file, validate
 from pipeline.schema import WorkspaceSchema, load_schema
@@ -291,6 +292,8 @@ class StepSettings:
     incremental: bool = False
     delete_missing: bool = False
     guard: DeletionGuard = field(default_factory=DeletionGuard)
+    plan_options: PlanOptions | None = None
+    """``--only-create`` and kin, for every step (:mod:`pipeline.plan_policy`)."""
 
 
 async def run_job(
@@ -306,6 +309,7 @@ async def run_job(
     hooks: JobHooks | None = None,
     wait: float = 0.0,
     guard: DeletionGuard | None = None,
+    plan_options: PlanOptions | None = None,
 ) -> JobReport:
     """Run every step of ``job`` in dependency order; see the module docstring.
 
@@ -321,6 +325,7 @@ async def run_job(
         incremental or job.incremental,
         job.delete_missing,
         guard or DeletionGuard(),
+        plan_options,
     )
     report = JobReport(job=str(job.path), name=job.name, state_dir=str(folder))
     with state_lock(folder, f"the job {job.path}", wait=wait):
@@ -382,6 +387,7 @@ async def _run_step(
             on_total=hooks.on_total,
             schema=schema,
             known_ids=known,
+            plan_options=settings.plan_options,
         )
     except Interrupted:
         raise

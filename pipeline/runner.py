@@ -39,6 +39,8 @@ from pipeline.load import (
 from pipeline.lock import state_lock
 from pipeline.mapping import Mapping
 from pipeline.normalize import KEY, LOOKUP_PREFIX
+from pipeline.plan_policy import PlanOptions, PlanPolicy
+from pipeline.plan_policy import describe as describe_plan
 from pipeline.prepare import PreparedSource, source_path
 from pipeline.reports import (
     ImportReport,
@@ -242,6 +244,7 @@ async def import_file(
     schema: WorkspaceSchema | None = None,
     known_ids: KnownIds | None = None,
     wait: float = 0.0,
+    plan_options: PlanOptions | None = None,
 ) -> ImportReport:
     """Import (or resume importing) ``source`` with ``mapping`` into the workspace.
 
@@ -252,6 +255,7 @@ async def import_file(
 
     A job passes its step's ``folder`` (default: the mapping's own, under
     ``state_dir``), the ``schema`` it read once, and the ids its earlier steps wrote.
+    ``plan_options`` act on what a plan would find (:mod:`pipeline.plan_policy`).
     """
     started = time.monotonic()
     calls_before = client.stats.as_dict()  # a job's steps share one client
@@ -268,7 +272,12 @@ async def import_file(
             prepared = PreparedSource.build(reader, mapping, schema)
             obj = prepared.plan.object.name_singular
             print_ = fingerprint_of(
-                mapping, path, batch_size=batch_size, on_deleted=on_deleted, object=obj
+                mapping,
+                path,
+                batch_size=batch_size,
+                on_deleted=on_deleted,
+                object=obj,
+                **dict(describe_plan(plan_options)),
             )
             report = ImportReport(
                 mapping=str(mapping.path),
@@ -295,6 +304,7 @@ async def import_file(
                 progress=progress,
                 on_start=on_start,
                 on_total=on_total,
+                plan_options=plan_options,
             )
         except sqlite3.Error as exc:
             raise StateError(
@@ -366,6 +376,7 @@ async def _import_run(
     progress: LoadProgress | None,
     on_start: StartHook | None,
     on_total: TotalHook | None,
+    plan_options: PlanOptions | None = None,
 ) -> Run:
     """Resume the unfinished run or begin one, run it to the end, write its ledgers."""
     run = _choose_run(store, folder, print_, restart)
@@ -398,6 +409,7 @@ async def _import_run(
         on_deleted=on_deleted,
         progress=progress,
         on_total=on_total,
+        plan_options=plan_options,
     )
     store.end_run("finished")
     report.targets_linked, report.targets_unlinked = stats.linked, stats.unlinked
@@ -451,6 +463,7 @@ async def _load(
     on_deleted: OnDeleted,
     progress: LoadProgress | None,
     on_total: TotalHook | None = None,
+    plan_options: PlanOptions | None = None,
 ) -> LoadStats:
     """Record the rejects of every chunk, and send the records not yet answered for.
 
@@ -479,6 +492,10 @@ async def _load(
     _record_rejects(store, prepared.read_rejects, prepared.columns)
     advance(prepared.read_rejects.height)
     await loader.prepare()
+    policy = None
+    if plan_options is not None and plan_options.active:
+        policy = PlanPolicy(prepared.plan, client, plan_options)
+        await policy.prepare()
 
     # Rows the workspace already answered for are never sent again; the rest is cut
     # into new batches. Batches are named by the keys they hold and recorded with
@@ -503,6 +520,11 @@ async def _load(
             if incremental is not None and kept.height:
                 before = kept.height
                 kept = _leave_out_unchanged(kept, store, loader, incremental)
+                advance(before - kept.height)
+            if policy is not None and kept.height:
+                before = kept.height
+                kept, held = await policy.apply(kept, part.rows, store)
+                _record_rejects(store, held, prepared.columns)
                 advance(before - kept.height)
             for batch in batches_of(kept, part.rows, batch_size, next_id):
                 yield batch

@@ -7,7 +7,7 @@ imported.
 
 from __future__ import annotations
 
-from pipeline.cli import explore, exporting, loading, migrating, running, sandbox
+from pipeline.cli import explore, exporting, loading, migrating, planning, running, sandbox
 from pipeline.cli.base import cli, setup_logging
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "loading",
     "main",
     "migrating",
+    "planning",
     "running",
     "sandbox",
     "setup_logging",

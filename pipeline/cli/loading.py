@@ -22,6 +22,7 @@ from pipeline.cli.base import (
     wait_option,
     workspace_options,
 )
+from pipeline.cli.planning import options_from, plan_options
 from pipeline.errors import EXIT_REJECTED, Interrupted
 from pipeline.workspace import open_workspace
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from pipeline.config import Settings
     from pipeline.load import LoadStats, OnDeleted
     from pipeline.mapping import Mapping
+    from pipeline.plan_policy import PlanOptions
     from pipeline.reports import ImportReport, ValidationReport
 
 
@@ -146,6 +148,7 @@ def _print_validation(report: ValidationReport, offline: bool) -> None:
 )
 @wait_option
 @click.option("--dry-run", is_flag=True, help="Only validate: read and normalize, zero writes.")
+@plan_options
 @workspace_options
 def import_(
     mapping_file: str,
@@ -167,6 +170,7 @@ def import_(
 
     Example: twenty-pipeline import mappings/people.yaml --sandbox
     """
+    planned = options_from(flags)
     if dry_run:
         ctx = click.get_current_context()
         ctx.invoke(
@@ -203,6 +207,7 @@ def import_(
                     on_deleted=cast("OnDeleted", on_deleted),
                     incremental=incremental,
                     wait=wait,
+                    plan_options=planned,
                 )
             )
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -268,6 +273,7 @@ async def _run_import(
     on_deleted: OnDeleted,
     incremental: bool,
     wait: float,
+    plan_options: PlanOptions | None = None,
 ) -> ImportReport:
     """One import on one client."""
     from pipeline.runner import import_file
@@ -288,6 +294,7 @@ async def _run_import(
                 progress=shown.progress,
                 on_start=shown.on_start,
                 on_total=shown.on_total,
+                plan_options=plan_options,
             )
         )
 

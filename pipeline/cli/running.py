@@ -22,6 +22,7 @@ from pipeline.cli.base import (
     workspace_options,
 )
 from pipeline.cli.loading import ImportProgress, print_import
+from pipeline.cli.planning import options_from, plan_options
 from pipeline.errors import Interrupted
 from pipeline.workspace import open_workspace
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from pipeline.deletions import DeletionGuard, DeletionReport
     from pipeline.jobs import Job, JobReport, Step, StepPreview
     from pipeline.load import LoadStats, OnDeleted
+    from pipeline.plan_policy import PlanOptions
     from pipeline.reports import ImportReport
 
 
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
     "not be read.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the job report as JSON.")
+@plan_options
 @workspace_options
 def run(
     job_file: str,
@@ -94,6 +97,7 @@ def run(
     from pipeline.deletions import DeletionGuard
     from pipeline.jobs import load_job
 
+    planned = options_from(flags)
     settings = settings_from(flags)
     job = load_job(job_file)
     guard = DeletionGuard(max_delete_share, allow_mass_delete)
@@ -107,7 +111,9 @@ def run(
                 job,
                 settings,
                 shown,
-                JobOptions(restart, incremental, cast("OnDeleted", on_deleted), wait, guard),
+                JobOptions(
+                    restart, incremental, cast("OnDeleted", on_deleted), wait, guard, planned
+                ),
             )
         )
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -163,6 +169,7 @@ class JobOptions:
     on_deleted: OnDeleted
     wait: float
     guard: DeletionGuard
+    plan: PlanOptions | None = None
 
 
 async def _run_job(
@@ -190,6 +197,7 @@ async def _run_job(
                 hooks=hooks,
                 wait=options.wait,
                 guard=options.guard,
+                plan_options=options.plan,
             )
         )
 

@@ -102,6 +102,7 @@ class Sandbox:
             Route("/rest/restore/{plural:str}/{id:str}", rest.restore_one, methods=["PATCH"]),
             Route("/rest/restore/{plural:str}", rest.restore_many, methods=["PATCH"]),
             Route("/rest/{plural:str}/{id:str}/restore", rest.restore_one, methods=["PATCH"]),
+            Route("/rest/{plural:str}/duplicates", rest.duplicates, methods=["POST"]),
             Route(
                 "/rest/{plural:str}", rest.collection, methods=["GET", "POST", "PATCH", "DELETE"]
             ),

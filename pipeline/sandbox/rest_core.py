@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from pipeline.sandbox.auth import Gatekeeper
+from pipeline.sandbox.duplicates import find_duplicates
 from pipeline.sandbox.engine import Engine
 from pipeline.sandbox.errors import InvalidArgs, NotFound, SandboxError
 from pipeline.sandbox.filters import Filter, parse_rest_filter, parse_rest_order_by
@@ -213,6 +214,15 @@ class RestCore:
             return JSONResponse(
                 {"data": {f"create{_cap(obj.name_plural)}": records}}, status_code=201
             )
+
+        return await self._core(request, run)
+
+    async def duplicates(self, request: Request) -> Response:
+        """``POST /rest/{plural}/duplicates`` (twenty-api.md §2.6)."""
+
+        async def run(obj: ObjectModel, actor: Actor) -> Response:
+            found = find_duplicates(self.engine, obj, await read_json_body(request))
+            return JSONResponse({"data": found})
 
         return await self._core(request, run)
 
