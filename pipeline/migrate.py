@@ -20,9 +20,10 @@ Soft-deleted records and attachments' files are not copied.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,8 +252,12 @@ async def copy_object(
     saved = json.loads(cursor_file.read_text()) if cursor_file.exists() else {}
     if not saved.get("done"):
         count.read = count.written = int(saved.get("written", 0))
+        # pages of whole batches (180 records for batches of 60), so no write is short
+        page_size = (
+            batch_size * max(1, PAGE_SIZE // batch_size) if batch_size <= PAGE_SIZE else PAGE_SIZE
+        )
         pages = source.records.iter_pages(
-            obj.names, order_by="id", page_size=PAGE_SIZE, after=saved.get("cursor")
+            obj.names, order_by="id", page_size=page_size, after=saved.get("cursor")
         )
         async for page in pages:
             if count.source_count is None:
@@ -264,8 +269,13 @@ async def copy_object(
                 for j in plan.member_joins
                 if r.get(j) and not members.get(str(r[j]))
             )
-            for start in range(0, len(records), batch_size):
-                await target.upsert_many(obj.names, records[start : start + batch_size])
+            # a page's batches go side by side (the target's session bounds them)
+            await _all_or_none(
+                [
+                    target.upsert_many(obj.names, records[start : start + batch_size])
+                    for start in range(0, len(records), batch_size)
+                ]
+            )
             count.read += len(records)
             count.written += len(records)
             _store(cursor_file, {"cursor": page.end_cursor, "written": count.written})
@@ -277,6 +287,18 @@ async def copy_object(
     count.source_count = await _total(source, obj)
     count.target_count = await _total(target, obj)
     return count
+
+
+async def _all_or_none(calls: list[Coroutine[Any, Any, Any]]) -> None:
+    """Run the calls side by side; if one fails, stop the others before raising."""
+    tasks = [asyncio.create_task(call) for call in calls]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def _total(client: TwentyClient, obj: ObjectSchema) -> int | None:
