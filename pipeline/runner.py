@@ -385,8 +385,16 @@ async def _import_run(
         report.resumed = True
     else:
         last = store.last_run()
-        if not restart and last is not None and last.finished and last.fingerprint == print_.digest:
-            # the same file, mapping and settings, imported to the end: nothing to do
+        if (
+            not restart
+            and not incremental
+            and last is not None
+            and last.finished
+            and last.fingerprint == print_.digest
+        ):
+            # the same file, mapping and settings, imported to the end: nothing to do.
+            # An incremental run goes on: unchanged rows cost no write, and rows rejected
+            # last time (a lookup that missed, a refused value) are judged again.
             store.run_id = last.id
             report.already_done = True
             _count(report, store, last.rows_read or 0)

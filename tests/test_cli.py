@@ -179,3 +179,66 @@ def test_the_cli_words_a_setting_advice_as_its_flag(
     result = CliRunner().invoke(cli, ["schema"], env={"TWENTY_SANDBOX": "1"})
     assert result.exit_code == 1
     assert result.output.strip() == wording
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_fatal_errors_are_json_records_with_json_logs(tmp_path: Path) -> None:
+    """A log collector reads the line that ended the run like any other."""
+    result = CliRunner().invoke(
+        cli,
+        ["import", str(tmp_path / "missing.yaml"), "--log-format", "json"],
+        env={"TWENTY_SANDBOX": str(tmp_path / "ws.sqlite")},
+    )
+    assert result.exit_code == 2
+    [record] = _json_lines(result.output)
+    assert record["level"] == "error" and record["event"] == "error"
+    assert record["exit_code"] == 2
+    assert record["message"] == f"{tmp_path / 'missing.yaml'}: no such mapping file"
+
+    bad = CliRunner().invoke(
+        cli,
+        ["import", "m.yaml", "--rate", "zz", "--batch-size", "0"],
+        env={"TWENTY_SANDBOX": "1", "TWENTY_LOG_FORMAT": "json"},
+    )
+    assert bad.exit_code == 2
+    [record] = _json_lines(bad.output)
+    assert record["problems"] == [
+        "--batch-size: 0 must be between 1 and 200",
+        "--rate: rate 'zz' is not CALLS/SECONDS: write it like 100/60 (100 calls every 60 "
+        "seconds, Twenty's default)",
+    ]
+
+    usage = CliRunner().invoke(cli, ["import", "--log-format=json", "--bogus"])
+    assert usage.exit_code == 2
+    [record] = _json_lines(usage.output)
+    assert record["message"] == "No such option '--bogus'."
+    assert record["usage"] == "Usage: cli import [OPTIONS] MAPPING [SOURCE]"
+
+
+def test_a_fatal_json_record_never_holds_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    @asynccontextmanager
+    async def echoing(settings: Any) -> AsyncIterator[Any]:
+        raise errors.FatalApiError("server said: bad token sk-live-echoed")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(cli_module, "open_workspace", echoing)
+    result = CliRunner().invoke(
+        cli,
+        ["schema", "--log-format", "json"],
+        env={"TWENTY_API_URL": "https://crm.example.com", "TWENTY_API_KEY": "sk-live-echoed"},
+    )
+    assert result.exit_code == 1
+    [record] = _json_lines(result.output)
+    assert record["message"] == "server said: bad token ***"
+    assert "sk-live-echoed" not in result.output
+
+
+def test_text_logs_keep_plain_fatal_lines(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["import", str(tmp_path / "m.yaml")], env={"TWENTY_SANDBOX": "1"}
+    )
+    assert result.exit_code == 2
+    assert result.output.strip() == f"Error: {tmp_path / 'm.yaml'}: no such mapping file"

@@ -258,3 +258,47 @@ async def test_an_unchanged_rerun_with_links_reads_only_the_soft_deleted_keys(
     # the start reads only the metadata and whether any person was soft-deleted since:
     # no lookup of companies, since no row is sent
     assert again.calls["reads"] == 1
+
+
+async def test_an_incremental_rerun_of_the_same_file_retries_its_rejected_rows(
+    project: Path, sandbox: Sandbox
+) -> None:
+    """A nightly sync of an unchanged file is not "already imported": rows rejected last
+    night (here, their company was missing) are judged again; the others cost nothing."""
+    mapping = project / "mappings" / "many.yaml"
+    mapping.write_text(
+        "version: 1\nobject: person\nkey: [emails.primaryEmail]\nfields:\n"
+        "  emails.primaryEmail: email\n  name.firstName: first\n"
+        "  company: {column: domain, lookup: domainName.primaryLinkUrl, on_missing: reject}\n",
+        encoding="utf-8",
+    )
+    source = project / "people.csv"
+    source.write_text(
+        "email,first,domain\n"
+        + "".join(f"p{i}@x.io,P{i},{'acme.io' if i % 10 == 0 else ''}\n" for i in range(100)),
+        encoding="utf-8",
+    )
+    first, _ = await sync(project, sandbox, source)
+    assert (first.created, first.rejected, first.exit_code) == (90, 10, 3)
+
+    async with rest(sandbox) as http:
+        answer = await http.post(
+            "/rest/companies",
+            json={"name": "Acme", "domainName": {"primaryLinkUrl": "https://acme.io"}},
+        )
+        assert answer.status_code == 201, answer.text
+        acme = answer.json()["data"]["createCompany"]["id"]
+
+    again, calls = await sync(project, sandbox, source)
+    assert not again.already_done
+    assert (again.created, again.unchanged, again.rejected, again.exit_code) == (10, 90, 0, 0)
+    assert calls["write"] == 1
+    stored = await stored_people_all(sandbox)
+    assert len(stored) == 100
+    assert {e for e, p in stored.items() if p["companyId"] == acme} == {
+        f"p{i}@x.io" for i in range(0, 100, 10)
+    }
+
+    # without --incremental the same file is still "already imported": nothing sent
+    plain, calls = await sync(project, sandbox, source, incremental=False)
+    assert plain.already_done and calls["write"] == 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -64,14 +66,80 @@ def flag_advice(advice: SettingAdvice) -> str:
 class PipelineGroup(click.Group):
     """Turns every PipelineError and Ctrl-C into a message and an exit code, in one place."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_ARGS] = list(args)  # kept for _json_wanted: the group consumes them
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
-        except PipelineError as exc:
-            raise PipelineClickError(exc) from exc
+            try:
+                return super().invoke(ctx)
+            except PipelineError as exc:
+                raise PipelineClickError(exc) from exc
+        except click.ClickException as exc:
+            if not _json_wanted(ctx):
+                raise
+            _log_fatal(exc)
+            ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            if _json_wanted(ctx):
+                _log_fatal(click.ClickException("interrupted"), EXIT_INTERRUPTED)
+            else:
+                click.echo("interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+
+
+_ARGS = "pipeline.args"
+
+
+def _json_wanted(ctx: click.Context) -> bool:
+    """``--log-format json`` on the command line (or TWENTY_LOG_FORMAT), even when the
+    settings could not be built: a log collector reads fatal lines too."""
+    args: list[str] = ctx.meta.get(_ARGS, [])
+    for at, arg in enumerate(args):
+        if arg == "--log-format" and at + 1 < len(args):
+            return args[at + 1] == "json"
+        if arg.startswith("--log-format="):
+            return arg.partition("=")[2] == "json"
+    return os.environ.get("TWENTY_LOG_FORMAT", "").strip().lower() == "json"
+
+
+def _log_fatal(exc: click.ClickException, exit_code: int | None = None) -> None:
+    """A fatal error as one JSON record on stderr, secrets redacted like every log line."""
+    code = exc.exit_code if exit_code is None else exit_code
+    fields: dict[str, object] = {"exit_code": code}
+    cause = exc.__cause__
+    if isinstance(cause, ConfigError | MappingError) and len(cause.problems) > 1:
+        fields["problems"] = list(cause.problems)
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        fields["usage"] = exc.ctx.get_usage()
+    root = logging.getLogger("pipeline")
+    # the settings may never have been built: a JSON handler of our own on today's
+    # stderr, redacting what the run's handler redacted and the environment's keys
+    secrets = _environment_secrets()
+    for old in root.handlers:
+        secrets += [s for f in old.filters if isinstance(f, _RedactSecrets) for s in f.secrets]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter())
+    handler.addFilter(_RedactSecrets(secrets))
+    root.handlers[:] = [handler]
+    root.propagate = False
+    root.setLevel(min(root.level or logging.ERROR, logging.ERROR))
+    logging.getLogger("pipeline.cli").error(
+        exc.format_message(), extra={"event": "error", "fields": fields}
+    )
+
+
+def _environment_secrets() -> list[str]:
+    """The API keys the environment holds (values, or the files named by ``*_FILE``)."""
+    found = []
+    for name in ("TWENTY_API_KEY", "TWENTY_FROM_API_KEY", "TWENTY_TO_API_KEY"):
+        if value := os.environ.get(name, "").strip():
+            found.append(value)
+        if path := os.environ.get(f"{name}_FILE"):
+            with contextlib.suppress(OSError, UnicodeError):
+                found.append(Path(path).read_text(encoding="utf-8").strip())
+    return found
 
 
 # --------------------------------------------------------------------------- logging
@@ -82,11 +150,11 @@ class _RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: Sequence[str]) -> None:
         super().__init__()
-        self._secrets = [s for s in secrets if s]
+        self.secrets = [s for s in secrets if s]
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if any(s in message for s in self._secrets):
+        if any(s in message for s in self.secrets):
             record.msg, record.args = self._scrub(message), None
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
@@ -96,7 +164,7 @@ class _RedactSecrets(logging.Filter):
         return True
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
+        for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
 

@@ -217,7 +217,7 @@ def import_(
                 f"run the same command {again} to resume"
             ) from None
     print_import(report)
-    if report.exit_code == EXIT_REJECTED:
+    if report.exit_code == EXIT_REJECTED and not report.already_done:
         notice(
             settings,
             f"import {mapping.name}: {rows(report.rejected)} rejected; see {report.rejects_file}",
@@ -302,8 +302,9 @@ async def _run_import(
 def print_import(report: ImportReport) -> None:
     if report.already_done:
         click.echo(
-            f"{report.mapping}: already imported (state store complete); "
-            "use --restart to import again"
+            f"{report.mapping}: this file was imported to the end by run {report.run_id}; "
+            "nothing was sent, the figures below are that run's. --incremental sends what "
+            "changed since and retries its rejected rows; --restart sends every row again"
         )
     click.echo(f"{report.source} -> {report.object}{_how_read(report)}")
     rows = [

@@ -224,7 +224,9 @@ def _print_job(report: JobReport, settings: Settings) -> None:
         if result.status != "finished" or result.error is not None:
             why = result.error.described(flag_advice) if result.error else result.reason
             notice(settings, f"{where} {result.status}: {why}")
-        elif result.report is not None and result.report.rejected:
+        elif (
+            result.report is not None and result.report.rejected and not result.report.already_done
+        ):
             notice(
                 settings,
                 f"{where}: {rows(result.report.rejected)} rejected; "
