@@ -51,7 +51,7 @@ from pipeline.schema import WorkspaceSchema, load_schema
 from pipeline.state import STORE_NAME, StateStore
 from pipeline.twenty import TwentyClient
 
-JOB_KEYS = {"version", "name", "steps", "incremental", "delete_missing"}
+JOB_KEYS = {"version", "name", "steps", "incremental", "delete_missing", "undoable"}
 STEP_KEYS = {"mapping", "source", "name"}
 StepStatus = Literal["finished", "failed", "skipped"]
 STATUSES: tuple[StepStatus, ...] = ("finished", "failed", "skipped")
@@ -75,6 +75,8 @@ class Job:
     name: str
     steps: tuple[Step, ...]
     incremental: bool = False
+    undoable: bool = False
+    """Keep before-images of updated records, for ``undo`` (``undoable: true``)."""
     delete_missing: bool = False
     """Soft-delete the records whose keys left a step's source (see :mod:`pipeline.deletions`)."""
 
@@ -159,6 +161,9 @@ def load_job(path: str | Path) -> Job:
     incremental = raw.get("incremental", False)
     if not isinstance(incremental, bool):
         problems.append(f"{job_path}: incremental: {incremental!r} must be true or false")
+    undoable = raw.get("undoable", False)
+    if not isinstance(undoable, bool):
+        problems.append(f"{job_path}: undoable: {undoable!r} must be true or false")
     steps = _steps(job_path, raw.get("steps"), problems)
     if problems:
         raise MappingError(problems)
@@ -170,6 +175,7 @@ def load_job(path: str | Path) -> Job:
         name,
         tuple(steps),
         incremental=bool(incremental),
+        undoable=bool(undoable),
         delete_missing=delete_missing == "soft",
     )
 
@@ -294,6 +300,7 @@ class StepSettings:
     guard: DeletionGuard = field(default_factory=DeletionGuard)
     plan_options: PlanOptions | None = None
     """``--only-create`` and kin, for every step (:mod:`pipeline.plan_policy`)."""
+    undoable: bool = False
 
 
 async def run_job(
@@ -310,6 +317,7 @@ async def run_job(
     wait: float = 0.0,
     guard: DeletionGuard | None = None,
     plan_options: PlanOptions | None = None,
+    undoable: bool = False,
 ) -> JobReport:
     """Run every step of ``job`` in dependency order; see the module docstring.
 
@@ -326,6 +334,7 @@ async def run_job(
         job.delete_missing,
         guard or DeletionGuard(),
         plan_options,
+        undoable or job.undoable,
     )
     report = JobReport(job=str(job.path), name=job.name, state_dir=str(folder))
     with state_lock(folder, f"the job {job.path}", wait=wait):
@@ -388,6 +397,7 @@ async def _run_step(
             schema=schema,
             known_ids=known,
             plan_options=settings.plan_options,
+            undoable=settings.undoable,
         )
     except Interrupted:
         raise

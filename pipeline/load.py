@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeAlias
 
 import polars as pl
 
+from pipeline.before_images import read_before
 from pipeline.errors import BatchRejectedError, BatchTooLargeError, UnconfirmedWriteError
 from pipeline.events import emit
 from pipeline.mapping import FieldSpec
@@ -27,6 +28,7 @@ from pipeline.sources import ROW
 from pipeline.state import LOADED, Outcome, RowOutcome, StateStore, content_hash
 from pipeline.targets import TARGETS_PREFIX, TargetWriter, split_targets
 from pipeline.twenty import PAGE_SIZE, TwentyClient
+from pipeline.undo_store import UndoStore
 
 OnDeleted = Literal["restore", "skip", "reject"]
 KnownIds: TypeAlias = Mapping[tuple[str, str], Mapping[str, str]]
@@ -69,6 +71,8 @@ class LoadStats:
     """Note / task targets of earlier runs taken back: their row links elsewhere now."""
     rate_limited: int = 0
     links_left_empty: int = 0
+    undo_reads: int = 0
+    """Reads spent on before-images (``--undoable``)."""
 
     @property
     def loaded(self) -> int:
@@ -215,9 +219,20 @@ class LookupResolver:
             missing = [v for v, i in found.items() if i is None]
             if missing:
                 created = await self.client.upsert_many(
-                    lookup.target.names, [_nested(lookup.path, v) for v in missing], selection="id"
+                    lookup.target.names,
+                    [_nested(lookup.path, v) for v in missing],
+                    selection=SELECTION,
                 )
                 self.stats.created_targets += len(created)
+                UndoStore(self.store).created_by_lookup(
+                    self.store.run_id or 0,
+                    lookup.target.name_singular,
+                    [
+                        (str(r["id"]), r.get("updatedAt"))
+                        for r in created
+                        if r.get("createdAt") and r.get("createdAt") == r.get("updatedAt")
+                    ],
+                )
                 found.update({v: str(r["id"]) for v, r in zip(missing, created, strict=True)})
         lookup.cache.update(found)
         self.store.save_lookups(lookup.target.name_singular, lookup.path, found)
@@ -289,10 +304,14 @@ class Loader:
         on_deleted: OnDeleted = "restore",
         progress: Callable[[LoadStats, int], None] | None = None,
         known_ids: KnownIds | None = None,
+        undoable: bool = False,
     ) -> None:
         self.plan = plan
         self.client = client
         self.store = store
+        self.undo = UndoStore(store)
+        self.undoable = undoable
+        self._answered: dict[str, str | None] = {}  # record id -> updatedAt Twenty answered
         self.concurrency = concurrency
         self.on_deleted = on_deleted
         self.progress = progress
@@ -410,12 +429,24 @@ class Loader:
                     )
             else:
                 sendable.append(item)
+        if sendable and self.undoable:
+            await self._keep_before_images(sendable)
         self.store.mark_sent(batch.id, batch.rows, [item.key for item in items])
         if sendable:
             sent = await self._send(sendable)
             await self._attach(sendable, sent)
             outcomes.extend(sent)
-        self.store.mark_done(batch.id, outcomes)  # after the targets: a resume sends both
+        written = [
+            (str(o.record_id), self._answered.pop(str(o.record_id), None))
+            for o in outcomes
+            if o.outcome in LOADED and o.record_id
+        ]
+        obj = self.plan.object.name_singular
+        run = self.store.run_id
+        assert run is not None  # a batch is sent inside a run
+        self.store.mark_done(  # after the targets: a resume sends both
+            batch.id, outcomes, also=lambda: self.undo.write_times(run, obj, written)
+        )
         by_outcome: dict[str, int] = dict(Counter(str(o.outcome) for o in outcomes))
         emit(
             "batch",
@@ -430,6 +461,20 @@ class Loader:
         self.stats.rate_limited = self.client.stats.rate_limited
         if self.progress is not None:
             self.progress(self.stats, len(items))
+
+    async def _keep_before_images(self, items: list[_Item]) -> None:
+        """``--undoable``: what the records about to be updated hold, stored before the call."""
+        images, calls = await read_before(
+            self.client,
+            self.plan,
+            [i.payload for i in items],
+            [i.identity for i in items],
+            self._identity_of_record,
+            deleted=any(i.identity in self.deleted for i in items),
+        )
+        self.stats.undo_reads += calls
+        if images and self.store.run_id is not None:
+            self.undo.save_before(self.store.run_id, images)
 
     async def _attach(self, items: list[_Item], outcomes: list[RowOutcome]) -> None:
         """Write the targets of the notes (tasks) Twenty confirmed."""
@@ -479,6 +524,7 @@ class Loader:
             )
         out = []
         for item, answer, record_id in zip(items, answers, record_ids, strict=True):
+            self._answered[str(record_id)] = answer.get("updatedAt")
             outcome: Outcome
             if item.identity in self.deleted:
                 outcome = "restored"

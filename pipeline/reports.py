@@ -97,6 +97,8 @@ class ImportReport:
     blank_rows: int = 0
     links_left_empty: int = 0
     targets_linked: int = 0
+    undo_reads: int = 0
+    """Reads spent on before-images (``--undoable``)."""
     """Note / task targets written by this attempt (``targets.*``)."""
     targets_unlinked: int = 0
     """Targets of earlier runs taken back by this attempt: their row links elsewhere now."""
@@ -141,6 +143,7 @@ class ImportReport:
             },
             "links_left_empty": self.links_left_empty,
             "targets": {"linked": self.targets_linked, "unlinked": self.targets_unlinked},
+            "undo_reads": self.undo_reads,
             "encoding": self.encoding,
             "batches": self.batches,
             "resumed": self.resumed,

@@ -245,6 +245,7 @@ async def import_file(
     known_ids: KnownIds | None = None,
     wait: float = 0.0,
     plan_options: PlanOptions | None = None,
+    undoable: bool = False,
 ) -> ImportReport:
     """Import (or resume importing) ``source`` with ``mapping`` into the workspace.
 
@@ -256,6 +257,8 @@ async def import_file(
     A job passes its step's ``folder`` (default: the mapping's own, under
     ``state_dir``), the ``schema`` it read once, and the ids its earlier steps wrote.
     ``plan_options`` act on what a plan would find (:mod:`pipeline.plan_policy`).
+    ``undoable`` keeps the values of the records a batch updates, read before the call,
+    so that ``undo`` can put them back (:mod:`pipeline.undo`).
     """
     started = time.monotonic()
     calls_before = client.stats.as_dict()  # a job's steps share one client
@@ -278,6 +281,7 @@ async def import_file(
                 on_deleted=on_deleted,
                 object=obj,
                 **dict(describe_plan(plan_options)),
+                **({"undoable": True} if undoable else {}),
             )
             report = ImportReport(
                 mapping=str(mapping.path),
@@ -305,6 +309,7 @@ async def import_file(
                 on_start=on_start,
                 on_total=on_total,
                 plan_options=plan_options,
+                undoable=undoable,
             )
         except sqlite3.Error as exc:
             raise StateError(
@@ -377,6 +382,7 @@ async def _import_run(
     on_start: StartHook | None,
     on_total: TotalHook | None,
     plan_options: PlanOptions | None = None,
+    undoable: bool = False,
 ) -> Run:
     """Resume the unfinished run or begin one, run it to the end, write its ledgers."""
     run = _choose_run(store, folder, print_, restart)
@@ -418,9 +424,11 @@ async def _import_run(
         progress=progress,
         on_total=on_total,
         plan_options=plan_options,
+        undoable=undoable,
     )
     store.end_run("finished")
     report.targets_linked, report.targets_unlinked = stats.linked, stats.unlinked
+    report.undo_reads = stats.undo_reads
     _count(report, store, prepared.total_rows)
     write_ledgers(store, folder, prepared.columns, run.id)
     return run
@@ -472,6 +480,7 @@ async def _load(
     progress: LoadProgress | None,
     on_total: TotalHook | None = None,
     plan_options: PlanOptions | None = None,
+    undoable: bool = False,
 ) -> LoadStats:
     """Record the rejects of every chunk, and send the records not yet answered for.
 
@@ -488,6 +497,7 @@ async def _load(
         on_deleted=on_deleted,
         progress=progress,
         known_ids=known_ids,
+        undoable=undoable,
     )
 
     def advance(rows: int) -> None:

@@ -26,7 +26,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +39,7 @@ SCHEMA_VERSION = 2
 STORE_NAME = "state.sqlite"
 OLD_CHECKPOINT = "checkpoint.sqlite"  # schema 1: one run per file
 Outcome = Literal["created", "updated", "restored", "unchanged", "skipped", "rejected"]
-RunStatus = Literal["running", "finished", "abandoned"]
+RunStatus = Literal["running", "finished", "abandoned", "undone"]
 LOADED = ("created", "updated", "restored")
 
 SCHEMA = """
@@ -328,11 +328,21 @@ class StateStore:
                 [(run, batch, row, key) for row, key in zip(rows, keys, strict=True)],
             )
 
-    def mark_done(self, batch: int, outcomes: Iterable[RowOutcome]) -> None:
-        """The batch is confirmed: its rows, the keys it wrote and its status, together."""
+    def mark_done(
+        self,
+        batch: int,
+        outcomes: Iterable[RowOutcome],
+        also: Callable[[], None] | None = None,
+    ) -> None:
+        """The batch is confirmed: its rows, the keys it wrote and its status, together.
+
+        ``also`` writes what another module keeps of the batch, in the same transaction.
+        """
         done = list(outcomes)
         run = self._run()
         with self._tx():
+            if also is not None:
+                also()
             self._write_rows(done, batch)
             now = time.time()
             self.db.executemany(

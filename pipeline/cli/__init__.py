@@ -7,7 +7,16 @@ imported.
 
 from __future__ import annotations
 
-from pipeline.cli import explore, exporting, loading, migrating, planning, running, sandbox
+from pipeline.cli import (
+    explore,
+    exporting,
+    loading,
+    migrating,
+    planning,
+    running,
+    sandbox,
+    undoing,
+)
 from pipeline.cli.base import cli, setup_logging
 
 __all__ = [
@@ -21,6 +30,7 @@ __all__ = [
     "running",
     "sandbox",
     "setup_logging",
+    "undoing",
 ]
 
 

@@ -313,6 +313,15 @@ wait_option = click.option(
 )
 """``--wait``, the same on import and run."""
 
+undoable_option = click.option(
+    "--undoable",
+    is_flag=True,
+    help="Keep the values of the records this run updates (read before each batch: about "
+    "one read call per batch) so that `undo` can put them back; without it, undo removes "
+    "the records the run created and lists the updates it cannot take back.",
+)
+"""``--undoable``, the same on import and run."""
+
 
 SETTING_FLAGS = (
     "api_url",

@@ -19,6 +19,7 @@ from pipeline.cli.base import (
     run_async,
     settings_from,
     stopping_on_sigterm,
+    undoable_option,
     wait_option,
     workspace_options,
 )
@@ -147,6 +148,7 @@ def _print_validation(report: ValidationReport, offline: bool) -> None:
     "mapping (the others count as unchanged): for nightly syncs of a full export.",
 )
 @wait_option
+@undoable_option
 @click.option("--dry-run", is_flag=True, help="Only validate: read and normalize, zero writes.")
 @plan_options
 @workspace_options
@@ -157,6 +159,7 @@ def import_(
     on_deleted: str,
     incremental: bool,
     wait: float,
+    undoable: bool,
     dry_run: bool,
     **flags: Any,
 ) -> None:
@@ -208,6 +211,7 @@ def import_(
                     incremental=incremental,
                     wait=wait,
                     plan_options=planned,
+                    undoable=undoable,
                 )
             )
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -274,6 +278,7 @@ async def _run_import(
     incremental: bool,
     wait: float,
     plan_options: PlanOptions | None = None,
+    undoable: bool = False,
 ) -> ImportReport:
     """One import on one client."""
     from pipeline.runner import import_file
@@ -295,6 +300,7 @@ async def _run_import(
                 on_start=shown.on_start,
                 on_total=shown.on_total,
                 plan_options=plan_options,
+                undoable=undoable,
             )
         )
 
@@ -337,4 +343,6 @@ def print_import(report: ImportReport) -> None:
         f"{calls.get('retries', 0):,} retries, {calls.get('rate_limited', 0):,} "
         f"rate-limited, in {report.seconds:.1f}s"
     )
+    if report.undo_reads:
+        click.echo(f"  +{report.undo_reads:,} read calls for undo (--undoable)")
     click.echo(f"ledgers: {report.state_dir}/success.csv, rejects.csv, report.json")

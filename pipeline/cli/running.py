@@ -18,6 +18,7 @@ from pipeline.cli.base import (
     run_async,
     settings_from,
     stopping_on_sigterm,
+    undoable_option,
     wait_option,
     workspace_options,
 )
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 )
 @on_deleted_option
 @wait_option
+@undoable_option
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -79,6 +81,7 @@ def run(
     incremental: bool,
     on_deleted: str,
     wait: float,
+    undoable: bool,
     dry_run: bool,
     max_delete_share: float,
     allow_mass_delete: bool,
@@ -112,7 +115,13 @@ def run(
                 settings,
                 shown,
                 JobOptions(
-                    restart, incremental, cast("OnDeleted", on_deleted), wait, guard, planned
+                    restart,
+                    incremental,
+                    cast("OnDeleted", on_deleted),
+                    wait,
+                    guard,
+                    planned,
+                    undoable,
                 ),
             )
         )
@@ -170,6 +179,7 @@ class JobOptions:
     wait: float
     guard: DeletionGuard
     plan: PlanOptions | None = None
+    undoable: bool = False
 
 
 async def _run_job(
@@ -198,6 +208,7 @@ async def _run_job(
                 wait=options.wait,
                 guard=options.guard,
                 plan_options=options.plan,
+                undoable=options.undoable,
             )
         )
 
