@@ -164,7 +164,14 @@ async def _carry_out(
         leave=False,
     ) as bar:
         await stopping_on_sigterm(
-            carry_out(store, client, schema, report, batch_size=60, progress=bar.update)
+            carry_out(
+                store,
+                client,
+                schema,
+                report,
+                batch_size=settings.batch_size,
+                progress=bar.update,
+            )
         )
 
 
