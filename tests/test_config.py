@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -401,8 +402,9 @@ def test_cli_key_file_with_comment_never_prints_the_key(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        f"Error: TWENTY_API_KEY_FILE ({key}): the file holds more than one line (the key is "
+    [line] = done.stderr.strip().splitlines()  # with JSON logs, the fatal line is JSON too
+    assert json.loads(line)["message"] == (
+        f"TWENTY_API_KEY_FILE ({key}): the file holds more than one line (the key is "
         "not shown); keep only the key in it, comments included"
-    ]
+    )
     assert KEY not in done.stdout + done.stderr

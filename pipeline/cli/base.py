@@ -137,8 +137,9 @@ def _environment_secrets() -> list[str]:
         if value := os.environ.get(name, "").strip():
             found.append(value)
         if path := os.environ.get(f"{name}_FILE"):
-            with contextlib.suppress(OSError, UnicodeError):
-                found.append(Path(path).read_text(encoding="utf-8").strip())
+            with contextlib.suppress(OSError, UnicodeError):  # every line: a bad file too
+                text = Path(path).read_text(encoding="utf-8")
+                found += [line.strip() for line in text.splitlines() if len(line.strip()) >= 8]
     return found
 
 
