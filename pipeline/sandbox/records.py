@@ -287,7 +287,10 @@ class RecordStore:
         where = self.table.where(obj, flt, params)
         total = self.table.count(where, params)
         cursor = decode_cursor(after or before or "") if (after or before) else None
-        if not order:
+        by_id = not order or (
+            len(order) == 1 and order[0][0] == "id" and order[0][1].startswith("Asc")
+        )
+        if by_id:  # Twenty's implicit order, or id asked for: the primary key's index
             rows, more = self._id_page(
                 where, params, cursor, limit, after=bool(after), before=bool(before)
             )
