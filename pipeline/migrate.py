@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from pipeline.errors import ConfigError
 from pipeline.fields import codec_for
 from pipeline.schema import SERVER_FILLED, Field, ObjectSchema, WorkspaceSchema
 from pipeline.twenty import ObjectNames, TwentyClient
-from pipeline.twenty.paginate import PAGE_SIZE
+from pipeline.twenty.paginate import PAGE_SIZE, Page
 
 DEFAULT_OBJECTS = (
     "company",
@@ -243,8 +243,14 @@ async def copy_object(
     *,
     batch_size: int,
     on_rows: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> ObjectCount:
-    """Copy one object page by page, storing the cursor after each page written."""
+    """Copy one object page by page, storing the cursor after each page written.
+
+    The next page is read while the current one is written (one page ahead: the two
+    sides' calls overlap, and memory holds at most two pages); pages are written, and
+    their cursors stored, in order.
+    """
     obj = plan.source
     count = ObjectCount(obj.name_singular)
     cursor_file = state_dir / "migrate" / f"{obj.name_singular}.json"
@@ -259,9 +265,11 @@ async def copy_object(
         pages = source.records.iter_pages(
             obj.names, order_by="id", page_size=page_size, after=saved.get("cursor")
         )
-        async for page in pages:
+        async for page in _one_ahead(pages):
             if count.source_count is None:
                 count.source_count = page.total_count
+                if on_total is not None and page.total_count is not None:
+                    on_total(page.total_count)
             records = [payload(r, plan, members) for r in page.records]
             count.members_unmatched += sum(
                 1
@@ -287,6 +295,25 @@ async def copy_object(
     count.source_count = await _total(source, obj)
     count.target_count = await _total(target, obj)
     return count
+
+
+async def _one_ahead(pages: AsyncIterator[Page]) -> AsyncIterator[Page]:
+    """The pages of ``pages``, the next one read while the caller works on this one."""
+
+    async def following() -> Page | None:
+        try:
+            return await anext(pages)
+        except StopAsyncIteration:
+            return None
+
+    ahead = asyncio.ensure_future(following())
+    try:
+        while (page := await ahead) is not None:
+            ahead = asyncio.ensure_future(following())
+            yield page
+    finally:
+        ahead.cancel()
+        await asyncio.gather(ahead, return_exceptions=True)
 
 
 async def _all_or_none(calls: list[Coroutine[Any, Any, Any]]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +235,47 @@ def test_keys_and_urls_are_named_per_side() -> None:
     assert result.exit_code == 2
     assert "TWENTY_FROM_API_KEY" in result.output
     assert "--to-url" in result.output
+
+
+async def test_pages_are_read_one_ahead_in_order_and_a_failed_read_stops_the_copy() -> None:
+    from pipeline.migrate import _one_ahead
+    from pipeline.twenty.paginate import Page
+
+    read: list[int] = []
+
+    async def pages(fail_at: int | None) -> AsyncIterator[Page]:
+        for n in range(4):
+            if n == fail_at:
+                raise RuntimeError("source gone")
+            read.append(n)
+            yield Page([{"id": str(n)}], n < 3, str(n), 4)
+
+    seen = []
+    async for page in _one_ahead(pages(None)):
+        seen.append(page.records[0]["id"])
+        await asyncio.sleep(0)
+        assert len(read) == min(len(seen) + 1, 4)  # the next page read meanwhile
+    assert seen == ["0", "1", "2", "3"]
+
+    read.clear()
+    got = []
+    with pytest.raises(RuntimeError, match="source gone"):
+        async for page in _one_ahead(pages(2)):
+            got.append(page.records[0]["id"])
+    assert got == ["0", "1"]
+
+
+def test_one_workspace_on_both_sides_is_recognised() -> None:
+    from pipeline.cli.migrating import _one_workspace
+    from pipeline.config import Secret, Settings
+
+    def side(url: str, key: str) -> Settings:
+        return Settings(api_url=url, api_key=Secret(key))
+
+    assert _one_workspace(side("https://a.io", "k1"), side("https://a.io", "k1"))
+    # Twenty Cloud: one address, many workspaces, one key each
+    assert not _one_workspace(side("https://a.io", "k1"), side("https://a.io", "k2"))
+    assert not _one_workspace(side("https://a.io", "k1"), side("https://b.io", "k1"))
+    box = Path("/tmp/ws.sqlite")
+    assert _one_workspace(Settings(sandbox=box), Settings(sandbox=box))
+    assert not _one_workspace(Settings(sandbox=box), Settings(sandbox=Path("/tmp/other.sqlite")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -145,7 +146,15 @@ async def _run(
     from pipeline.migrate_schema import apply_changes, schema_changes
     from pipeline.schema import load_schema
 
-    async with open_workspace(source) as reading, open_workspace(target) as writing:
+    async with contextlib.AsyncExitStack() as opened:
+        reading = await opened.enter_async_context(open_workspace(source))
+        # one workspace on both sides (same address, same key): one bucket, so one client
+        # and one pacer for the reads and the writes
+        writing = (
+            reading
+            if _one_workspace(source, target)
+            else await opened.enter_async_context(open_workspace(target))
+        )
         source_model, target_model = await load_schema(reading), await load_schema(writing)
         changes = schema_changes(source_model, target_model, objects_to_copy(source_model, names))
         for line in changes.lines():
@@ -165,6 +174,7 @@ async def _run(
         report = MigrationReport()
         for step in plan.objects:
             bar = progress_bar(target, f"migrate {step.source.name_singular}")
+            bar.unit = " records"
             try:
                 counted = await stopping_on_sigterm(
                     copy_object(
@@ -175,6 +185,7 @@ async def _run(
                         folder,
                         batch_size=target.batch_size,
                         on_rows=_counting(bar),
+                        on_total=_sized(bar),
                     )
                 )
             finally:
@@ -184,6 +195,25 @@ async def _run(
                 notice(target, f"migrate: {counted.object}: {counted.written:,} records copied")
         report.calls = {"source": reading.stats.as_dict(), "target": writing.stats.as_dict()}
     return report
+
+
+def _one_workspace(source: Settings, target: Settings) -> bool:
+    """Both sides are one workspace: the same sandbox, or the same address and key."""
+    a, b = source.workspace, target.workspace
+    if a.sandbox is not None or b.sandbox is not None:
+        return a.sandbox is not None and a.sandbox == b.sandbox
+    keys = [w.key.reveal() if w.key is not None else None for w in (a, b)]
+    return a.url == b.url and keys[0] == keys[1]
+
+
+def _sized(bar: Any) -> Callable[[int], None]:
+    """A callback that gives ``bar`` its total (then tqdm shows a rate and an ETA)."""
+
+    def total(records: int) -> None:
+        bar.total = records
+        bar.refresh()
+
+    return total
 
 
 def _counting(bar: Any) -> Callable[[int], None]:
