@@ -105,9 +105,10 @@ class RunFingerprint:
             out.append("the mapping file changed")
         if run.source_digest != self.source_digest:
             out.append(f"the source file changed (was {run.source})")
-        for name, value in self.settings.items():
-            if name in run.settings and run.settings[name] != value:
-                out.append(f"{name.replace('_', ' ')} {run.settings[name]} -> {value}")
+        for name in sorted(set(self.settings) | set(run.settings)):
+            was, now = run.settings.get(name, "off"), self.settings.get(name, "off")
+            if was != now:
+                out.append(f"{name.replace('_', ' ')} {was} -> {now}")
         return out or ["the mapping, source or settings changed"]
 
 

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import cli
 from pipeline.config import Rate, Secret
+from pipeline.errors import FatalApiError
 from pipeline.mapping import load_mapping
 from pipeline.runner import import_file
 from pipeline.sandbox import Sandbox
@@ -262,3 +263,26 @@ def test_cli_undo_of_the_demo_job_removes_notes_and_their_targets(project: Path)
     assert again.exit_code == 0 and again.output.count("undone already") == 4
     ledger = (project / "st" / "demo" / "notes" / "undo.csv").read_text(encoding="utf-8")
     assert ledger.splitlines()[0] == "object,id,action,outcome,detail"
+
+
+async def test_an_undoable_run_resumes_only_undoable(project: Path, sandbox: Sandbox) -> None:
+    """Before-images for some batches only would make a half-undoable run: refused."""
+    from pipeline.errors import InputError
+    from tests.test_state import failing_client
+
+    await seeded(project, sandbox)
+    source = the_import(project)
+    with pytest.raises(FatalApiError):
+        async with failing_client(sandbox, 2) as client:
+            await import_file(
+                load_mapping(mapping(project)),
+                client,
+                state_dir=project / "state",
+                source=source,
+                undoable=True,
+            )
+    with pytest.raises(InputError, match="undoable True -> off"):
+        await load(project, sandbox, source)
+    done = await load(project, sandbox, source, undoable=True)
+    assert (done.created, done.updated, done.restored) == (300, 150, 50)
+    assert (await undo(project, sandbox)).counts()[("person", "restore_values", "done")] == 150
