@@ -140,7 +140,7 @@ def _check_relation(
         )
     if spec.lookup is not None:
         other = schema.object(target.relation.target_object)
-        unique = other.unique_paths if other else []
+        unique = other.lookup_paths if other else []
         if other is not None and spec.lookup not in unique:
             problems.append(
                 f"{where}: lookup {spec.lookup!r} is not a unique field of "

@@ -157,6 +157,14 @@ class ObjectSchema:
         unique = [p for p in paths if p is not None and p != "id"]
         return ["id", *sorted(unique)]
 
+    @property
+    def lookup_paths(self) -> list[str]:
+        """Every path a relation may be looked up by: the unique ones, and a workspace
+        member's ``userEmail`` (one member per user, and a user's e-mail is unique in
+        Twenty, though the field is not declared unique): owners matched by e-mail."""
+        extra = ["userEmail"] if self.name_singular == "workspaceMember" else []
+        return [*self.unique_paths, *(p for p in extra if self.field(p) is not None)]
+
     def suggest_field(self, name: str, limit: int = 3) -> list[str]:
         """Field names (and ``field.subfield`` paths) close to ``name``."""
         choices = [f.name for f in self.fields.values() if f.is_active]

@@ -124,3 +124,52 @@ async def test_rows_sharing_another_unique_field_are_duplicates_too(
     stored = {p["hubspotId"]: p for p in people(sandbox).values()}
     assert sorted(stored) == ["102", "103", "104"]
     assert stored["103"]["name"]["firstName"] == "Zoe"
+
+
+async def test_owners_are_matched_to_workspace_members_by_e_mail(
+    project: Path, sandbox: Sandbox
+) -> None:
+    """Twenty does not declare userEmail unique, but a member is one user and a user's
+    e-mail is unique: an owner column of e-mails links the member; an unknown one is a
+    link left empty with its reason (on_missing: null), never a silent drop."""
+    engine = sandbox.engine
+    actor = {"source": "API", "name": "seed", "workspaceMemberId": None, "context": {}}
+    [alice, bob] = engine.create_many(
+        engine.object("workspaceMember"),
+        [
+            {"name": {"firstName": "Alice", "lastName": "Ng"}, "userEmail": "alice@example.com"},
+            {"name": {"firstName": "Bob", "lastName": "Ruiz"}, "userEmail": "bob@example.com"},
+        ],
+        upsert=False,
+        actor=actor,
+    )
+    source = project / "owned.csv"
+    source.write_text(
+        "name,domain,owner\nAcme,acme.io,alice@example.com\nGlobex,globex.io,Bob@Example.com\n"
+        "Initech,initech.io,carol@example.com\nHooli,hooli.io,\n",
+        encoding="utf-8",
+    )
+    (project / "mappings" / "owned.yaml").write_text(
+        "version: 1\nobject: company\nkey: [domainName.primaryLinkUrl]\nfields:\n"
+        "  name: name\n  domainName.primaryLinkUrl: domain\n"
+        "  accountOwner: {column: owner, transform: [strip, lower], lookup: userEmail,"
+        ' on_missing: "null"}\n',
+        encoding="utf-8",
+    )
+    report = await run_import(project, sandbox, "owned", source=source)
+    assert (report.loaded, report.rejected, report.links_left_empty) == (4, 0, 1)
+    companies = {
+        c["name"]: c["accountOwnerId"]
+        for c in engine.find_many(engine.object("company"), limit=10).records
+    }
+    assert companies == {
+        "Acme": alice["id"],
+        "Globex": bob["id"],
+        "Initech": None,
+        "Hooli": None,
+    }
+    notes = {r["key"]: r["note"] for r in ledger(project, "owned", "success") if r["note"]}
+    assert notes == {
+        "https://initech.io": "link left empty: owner: no workspaceMember has userEmail = "
+        "carol@example.com (on_missing: null)"
+    }
