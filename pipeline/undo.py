@@ -332,8 +332,17 @@ async def carry_out(
             undo.mark(report.run, obj, part, "sent", None)
             report.writes += 1
             if action == "restore_values":
-                await client.upsert_many(target.names, [{"id": rid, **images[rid]} for rid in part])
+                answers = await client.upsert_many(
+                    target.names,
+                    [{"id": rid, **images[rid]} for rid in part],
+                    selection="id updatedAt",
+                )
                 undo.mark(report.run, obj, part, "done", "values put back")
+                # the values are those an earlier run wrote: that run's guard compares
+                # with this write now, so undoing it next is not stopped by this undo
+                undo.hand_back(
+                    report.run, obj, [(str(a.get("id")), a.get("updatedAt")) for a in answers]
+                )
             else:
                 earlier = [{"id": rid, **images[rid]} for rid in part if rid in images]
                 if earlier:  # a restored record: its values first, then deleted again

@@ -101,6 +101,19 @@ class UndoStore:
                 [(run, obj, record_id.lower(), at) for record_id, at in created],
             )
 
+    def hand_back(self, run: int, obj: str, written: Sequence[tuple[str, str | None]]) -> None:
+        """Values ``run`` overwrote were put back: the earlier run that last wrote each
+        record (not undone) now holds that write's ``updatedAt`` as its own."""
+        with self.store.transaction():
+            for record_id, at in written:
+                self.db.execute(
+                    "UPDATE undo_writes SET updated_at = ? WHERE object = ? AND record_id = ? "
+                    "AND run = (SELECT MAX(w.run) FROM undo_writes w JOIN runs r ON r.id = w.run "
+                    "WHERE w.object = ? AND w.record_id = ? AND w.run < ? "
+                    "AND r.status != 'undone')",
+                    (at, obj, record_id.lower(), obj, record_id.lower(), run),
+                )
+
     # ------------------------------------------------------------------ undoing
 
     def before_images(self, run: int) -> dict[str, dict[str, Any]]:

@@ -286,3 +286,31 @@ async def test_an_undoable_run_resumes_only_undoable(project: Path, sandbox: San
     done = await load(project, sandbox, source, undoable=True)
     assert (done.created, done.updated, done.restored) == (300, 150, 50)
     assert (await undo(project, sandbox)).counts()[("person", "restore_values", "done")] == 150
+
+
+async def test_undoing_the_last_run_then_the_one_before_is_not_stopped_by_the_guard(
+    project: Path, sandbox: Sandbox
+) -> None:
+    """Run 1 creates 200 people, run 2 (undoable) updates 150 of them; undo run 2, then
+    run 1: the values run 2's undo put back are run 1's, so nothing is "changed since"."""
+    await load(
+        project, sandbox, crowd(project, "one.csv", [(i, f"P{i}", "Old") for i in range(200)])
+    )
+    await load(
+        project,
+        sandbox,
+        crowd(project, "two.csv", [(i, f"New{i}", "CEO") for i in range(150)]),
+        undoable=True,
+    )
+    second = await undo(project, sandbox)
+    assert second.run == 2 and second.left_alone == 0
+    async with client_for(sandbox) as client:
+        schema = await load_schema(client)
+        with StateStore(project / "state" / "crowd" / "state.sqlite") as store:
+            first = await plan_undo(
+                store, client, schema, choose_run(store, 1), name="crowd", force=False
+            )
+            assert first.left_alone == 0
+            await carry_out(store, client, schema, first, batch_size=60)
+    assert first.counts() == {("person", "delete", "done"): 200}
+    assert all(p["deletedAt"] is not None for p in (await stored_people_all(sandbox)).values())
