@@ -52,6 +52,8 @@ class UndoReport:
     unconfirmed_batches: int = 0
     deletions: int = 0
     updated_links: int = 0
+    clock_guard: bool = False
+    """The run predates write times: the guard compares with its end, by this clock."""
     reads: int = 0
     writes: int = 0
 
@@ -137,6 +139,7 @@ async def plan_undo(
     links, report.updated_links = await _links(client, schema, run, wanted, report)
     wanted.update(links)
     written = undo.written(run.id)
+    report.clock_guard = bool(wanted) and not written
     report.actions = await _guarded(
         client, schema, run, wanted, written, undo.before_images(run.id), force, report
     )

@@ -314,3 +314,23 @@ async def test_undoing_the_last_run_then_the_one_before_is_not_stopped_by_the_gu
             await carry_out(store, client, schema, first, batch_size=60)
     assert first.counts() == {("person", "delete", "done"): 200}
     assert all(p["deletedAt"] is not None for p in (await stored_people_all(sandbox)).values())
+
+
+async def test_a_run_recorded_before_undo_existed_is_still_undone(
+    project: Path, sandbox: Sandbox
+) -> None:
+    """A store without the undo tables (an earlier release): creates are removed, the
+    guard compares with the run's end, and the plan says so."""
+    import sqlite3
+
+    await load(
+        project, sandbox, crowd(project, "one.csv", [(i, f"P{i}", "Old") for i in range(70)])
+    )
+    db = sqlite3.connect(project / "state" / "crowd" / "state.sqlite")
+    for table in ("undo_before", "undo_writes", "undo_actions"):
+        db.execute(f"DROP TABLE {table}")
+    db.commit()
+    db.close()
+    done = await undo(project, sandbox)
+    assert done.clock_guard
+    assert done.counts() == {("person", "delete", "done"): 70}

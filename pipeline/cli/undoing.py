@@ -195,6 +195,11 @@ def _print_plan(report: UndoReport, dry_run: bool) -> None:
             f"  {report.deletions:,} records this run soft-deleted (delete_missing) are not "
             "restored by undo"
         )
+    if report.clock_guard:
+        click.echo(
+            "  this run predates the write times undo keeps: a record counts as changed "
+            "since when its updatedAt is after the run's end by this machine's clock"
+        )
     if report.updated_links:
         click.echo(
             f"  {report.updated_links:,} links of records the run updated are not taken back"
