@@ -261,6 +261,8 @@ def test_cli_undo_of_the_demo_job_removes_notes_and_their_targets(project: Path)
         box.close()
     again = runner.invoke(cli, ["undo", job], env=env)
     assert again.exit_code == 0 and again.output.count("undone already") == 4
+    status = runner.invoke(cli, ["status", "--state-dir", str(project / "st" / "demo")])
+    assert status.output.count(": undone (`undo`) - ") == 4, status.output
     ledger = (project / "st" / "demo" / "notes" / "undo.csv").read_text(encoding="utf-8")
     assert ledger.splitlines()[0] == "object,id,action,outcome,detail"
 
