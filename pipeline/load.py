@@ -270,7 +270,7 @@ class LookupResolver:
                     item.payload[lookup.join_column] = record_id
                 else:
                     reason = (
-                        f"{lookup.spec.column or lookup.spec.target}: no "
+                        f"{lookup.spec.label}: no "
                         f"{lookup.target.name_singular} has {lookup.path} = {value} "
                         f"(on_missing: {lookup.spec.on_missing})"
                     )

@@ -61,6 +61,8 @@ class FieldSpec:
     target: str
     line: int
     column: str | None = None
+    fallbacks: tuple[str, ...] = ()
+    """``column: [a, b, c]``: b, then c, when a is empty (the first non-empty)."""
     value: Any = None
     template: str | None = None
     transforms: tuple[Transform, ...] = ()
@@ -78,9 +80,17 @@ class FieldSpec:
     on_missing: OnMissing = "reject"
 
     @property
+    def label(self) -> str:
+        """What messages name: the column (``work / mobile`` for several), else the target."""
+        if self.column is None:
+            return self.target
+        return " / ".join((self.column, *self.fallbacks))
+
+    @property
     def columns(self) -> list[str]:
         """Every source column this spec reads."""
-        out = [c for c in (self.column, self.currency_column, self.country_column) if c]
+        out = [c for c in (self.column, *self.fallbacks) if c]
+        out += [c for c in (self.currency_column, self.country_column) if c]
         if self.template:
             out += re.findall(r"\{([^{}]+)\}", self.template)
         return out
@@ -368,8 +378,13 @@ def _parse_spec(
     if len(sources) != 1:
         problems.append(f"{where}: needs exactly one of column, value or template")
     column = raw.get("column")
-    if column is not None and not isinstance(column, str):
-        problems.append(f"{where}: column must be a column name")
+    fallbacks: tuple[str, ...] = ()
+    if isinstance(column, list) and column and all(isinstance(c, str) and c for c in column):
+        column, fallbacks = column[0], tuple(column[1:])
+    elif column is not None and not isinstance(column, str):
+        problems.append(
+            f"{where}: column must be a column name, or a list of them (the first non-empty)"
+        )
         column = None
     template = raw.get("template")
     if template is not None and (not isinstance(template, str) or "{" not in template):
@@ -399,6 +414,7 @@ def _parse_spec(
         target=target,
         line=line,
         column=column,
+        fallbacks=fallbacks,
         value=raw.get("value"),
         template=template,
         transforms=_parse_transforms(raw["transform"], where, problems)

@@ -135,7 +135,14 @@ class _Judged:
 def raw_expr(spec: FieldSpec, nulls: tuple[str, ...]) -> pl.Expr:
     """The spec's text as an expression: column / constant / template, null tokens,
     transforms, default. Empty after stripping means null."""
-    if spec.column is not None:
+    tokens = list(dict.fromkeys(("", *nulls)))
+    if spec.column is not None and spec.fallbacks:
+        # the first of the columns that is not empty (blank or a null token)
+        cells = [
+            pl.col(c).cast(pl.String).str.strip_chars() for c in (spec.column, *spec.fallbacks)
+        ]
+        expr = pl.coalesce([pl.when(c.is_in(tokens)).then(None).otherwise(c) for c in cells])
+    elif spec.column is not None:
         expr = pl.col(spec.column)
     elif spec.template is not None:
         parts = re.split(r"\{([^{}]+)\}", spec.template)
@@ -155,7 +162,6 @@ def raw_expr(spec: FieldSpec, nulls: tuple[str, ...]) -> pl.Expr:
         )
         expr = pl.lit(text, dtype=pl.String)
     expr = expr.cast(pl.String).str.strip_chars()
-    tokens = list(dict.fromkeys(("", *nulls)))
     expr = pl.when(expr.is_in(tokens)).then(None).otherwise(expr)
     if spec.transforms:
         for t in spec.transforms:
@@ -457,7 +463,7 @@ def normalize(chunk: pl.DataFrame, plan: Plan) -> Normalized:
         if spec.target in plan.content:
             empty.append(raw.is_null())
         out = _required(spec, out)
-        errors.append(_Judged(spec.column or spec.target, raw, out.error))
+        errors.append(_Judged(spec.label, raw, out.error))
         columns.place(f, sub, spec, out.value)
     skip = _skipped(empty, n)
     columns.composites(n)

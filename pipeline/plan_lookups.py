@@ -105,7 +105,7 @@ class PlanLookups:
     def _missing(lookup: _Lookup, value: str, verdict: LinkVerdict) -> None:
         mode = lookup.spec.on_missing
         what = (
-            f"{lookup.spec.column or lookup.spec.target}: no {lookup.target.name_singular} "
+            f"{lookup.spec.label}: no {lookup.target.name_singular} "
             f"has {lookup.path} = {value} (on_missing: {mode})"
         )
         if mode == "reject":
