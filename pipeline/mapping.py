@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping as MappingABC
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +20,13 @@ import polars as pl
 import yaml
 
 from pipeline.errors import MappingError
+from pipeline.mapping_forms import (
+    Condition,
+    OnInvalid,
+    parse_on_invalid,
+    parse_timezone,
+    parse_where,
+)
 
 TRANSFORMS = ("strip", "lower", "upper", "title", "replace", "regex")
 OnDuplicate = Literal["last", "first", "reject"]
@@ -41,6 +48,8 @@ SPEC_KEYS = {
     "country_column",
     "lookup",
     "on_missing",
+    "timezone",
+    "on_invalid",
 }
 DEFAULT_NULLS = ("",)
 
@@ -78,6 +87,9 @@ class FieldSpec:
     country_column: str | None = None
     lookup: str | None = None
     on_missing: OnMissing = "reject"
+    timezone: str | None = None
+    """Date-times without an offset are local time in this zone (default: UTC)."""
+    on_invalid: OnInvalid = "reject_row"
 
     @property
     def label(self) -> str:
@@ -118,6 +130,8 @@ class Mapping:
     source: SourceSpec = field(default_factory=SourceSpec)
     key: tuple[str, ...] = ()
     on_duplicate_key: OnDuplicate = "last"
+    conditions: tuple[Condition, ...] = ()
+    """Rows not meeting every condition are skipped (:mod:`pipeline.mapping_forms`)."""
     version: int = 1
     lines: MappingABC[str, int] = field(default_factory=dict)
 
@@ -229,7 +243,17 @@ def parse_mapping(data: dict[str, Any], path: Path) -> Mapping:
         line = _line(container, key)
         problems.append(f"{path}:{line}: {message}" if line else f"{path}: {message}")
 
-    known = {"version", "object", "source", "key", "on_duplicate_key", "fields"}
+    known = {
+        "version",
+        "object",
+        "source",
+        "key",
+        "on_duplicate_key",
+        "fields",
+        "timezone",
+        "where",
+        "on_invalid",
+    }
     for name in data:
         if name not in known:
             problem(name, f"unknown key {name!r} (expected one of: {', '.join(sorted(known))})")
@@ -253,6 +277,11 @@ def parse_mapping(data: dict[str, Any], path: Path) -> Mapping:
     if on_dup not in ("last", "first", "reject"):
         problem("on_duplicate_key", f"on_duplicate_key {on_dup!r} must be last, first or reject")
         on_dup = "last"
+    zone = parse_timezone(data.get("timezone"), f"{path}:{_line(data, 'timezone')}", problems)
+    on_invalid = parse_on_invalid(
+        data.get("on_invalid"), f"{path}:{_line(data, 'on_invalid')}", problems
+    )
+    conditions = parse_where(data.get("where"), f"{path}:{_line(data, 'where')}", problems)
     fields_raw = data.get("fields")
     specs: list[FieldSpec] = []
     if not isinstance(fields_raw, dict) or not fields_raw:
@@ -264,6 +293,12 @@ def parse_mapping(data: dict[str, Any], path: Path) -> Mapping:
         for target, raw in fields_raw.items():
             spec = _parse_spec(str(target), raw, _line(fields_raw, target), path, problems)
             if spec is not None:
+                # the mapping's defaults, where the field does not say
+                spec = replace(
+                    spec,
+                    timezone=spec.timezone or zone,
+                    on_invalid=_given(raw, "on_invalid", spec.on_invalid, on_invalid),
+                )
                 specs.append(spec)
     if problems:
         raise MappingError(problems)
@@ -274,9 +309,17 @@ def parse_mapping(data: dict[str, Any], path: Path) -> Mapping:
         source=source,
         key=key,
         on_duplicate_key=on_dup,
+        conditions=conditions,
         version=1,
         lines=dict(data.lines) if isinstance(data, _Lined) else {},
     )
+
+
+def _given(raw: Any, name: str, own: OnInvalid, default: OnInvalid | None) -> OnInvalid:
+    """A field's own option when it gives one, else the mapping's, else its default."""
+    if isinstance(raw, dict) and name in raw:
+        return own
+    return default or own
 
 
 def _parse_source(raw: Any, path: Path, problems: list[str], parent: Any) -> SourceSpec:
@@ -426,6 +469,8 @@ def _parse_spec(
         currency_column=raw.get("currency_column"),
         lookup=raw.get("lookup"),
         on_missing=on_missing,
+        timezone=parse_timezone(raw.get("timezone"), where, problems),
+        on_invalid=parse_on_invalid(raw.get("on_invalid"), where, problems) or "reject_row",
         **formats,
     )
 

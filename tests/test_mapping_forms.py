@@ -3,10 +3,19 @@ time zones for naive date-times, rows skipped by a condition, values dropped not
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pipeline.errors import MappingError
+from pipeline.normalize import Normalized
 from tests.test_normalize import reasons, run, values
+
+
+def opp(fields: dict[str, Any], rows: dict[str, list[Any]], **extra: Any) -> Normalized:
+    n = len(next(iter(rows.values())))
+    deals = {"deal": [f"d{i}" for i in range(n)], **rows}
+    return run("opportunity", {"name": "deal", **fields}, deals, key=["name"], **extra)
 
 
 def test_the_first_non_empty_of_several_columns() -> None:
@@ -40,3 +49,48 @@ def test_several_columns_must_all_exist_and_be_names() -> None:
     with pytest.raises(MappingError) as err:
         run("person", {"emails": "e", "jobTitle": {"column": ["t", 3]}}, {"e": ["a@x.io"]})
     assert "column must be a column name, or a list of them (the first non-empty)" in str(err.value)
+
+
+def test_naive_date_times_are_read_in_the_mapping_time_zone() -> None:
+    r = opp(
+        {"closeDate": "when", "createdAt": {"column": "made", "timezone": "UTC"}},
+        {
+            "when": [
+                "2024-03-07 14:05",  # Paris winter time: UTC+1
+                "2024-07-01 09:00",  # summer time: UTC+2
+                "2024-10-27 02:30",  # clocks back: happens twice, the first is taken
+                "2024-03-31 02:30",  # clocks forward: never happened
+                "2024-03-07T14:05:00Z",  # an offset of its own is kept
+                "2024-03-07T14:05:00-05:00",
+            ],
+            "made": ["2024-03-07 14:05"] * 6,
+        },
+        timezone="Europe/Paris",
+    )
+    assert values(r, "closeDate") == [
+        "2024-03-07T13:05:00.000Z",
+        "2024-07-01T07:00:00.000Z",
+        "2024-10-27T00:30:00.000Z",
+        "2024-03-07T14:05:00.000Z",
+        "2024-03-07T19:05:00.000Z",
+    ]
+    assert set(values(r, "createdAt")) == {"2024-03-07T14:05:00.000Z"}  # its own zone
+    assert reasons(r) == {
+        5: "when: '2024-03-31 02:30' does not exist in Europe/Paris (the clocks went "
+        "forward that night)"
+    }
+
+
+def test_a_date_format_is_read_in_the_zone_too() -> None:
+    r = opp(
+        {"closeDate": {"column": "when", "date_format": "%d/%m/%Y %H:%M"}},
+        {"when": ["07/03/2024 14:05"]},
+        timezone="America/New_York",
+    )
+    assert values(r, "closeDate") == ["2024-03-07T19:05:00.000Z"]
+
+
+def test_an_unknown_time_zone_is_a_mapping_error() -> None:
+    with pytest.raises(MappingError) as err:
+        opp({"closeDate": {"column": "when", "timezone": "Europe/Pariss"}}, {"when": ["x"]})
+    assert "timezone 'Europe/Pariss' is not a known time zone" in str(err.value)

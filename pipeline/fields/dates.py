@@ -73,15 +73,55 @@ def _with_format(raw: pl.Series, date_format: str) -> tuple[pl.Series, pl.Series
     return parsed, error
 
 
-def to_datetime(raw: pl.Series, date_format: str | None) -> tuple[pl.Series, pl.Series]:
+def to_datetime(
+    raw: pl.Series, date_format: str | None, timezone: str | None = None
+) -> tuple[pl.Series, pl.Series]:
     """Parse dates: an explicit format, else ISO and other unambiguous forms.
 
     ``03/04/2024`` could be March or April: without ``date_format`` it is refused.
     ``13/04/2024`` and ``04/13/2024`` are not ambiguous and are read as such.
-    Returns (naive UTC datetime, error).
+    A value without an offset is UTC, or local time in ``timezone`` when given (see
+    :func:`in_zone`). Returns (naive UTC datetime, error).
     """
     if date_format:
-        return _with_format(raw, date_format)
+        value, error = _with_format(raw, date_format)
+        if timezone and "%z" not in date_format:
+            value, error = in_zone(raw, value, error, value.is_not_null(), timezone)
+        return value, error
+    value, error, naive = _unformatted(raw)
+    if timezone:
+        value, error = in_zone(raw, value, error, naive, timezone)
+    return value, error
+
+
+def in_zone(
+    raw: pl.Series, value: pl.Series, error: pl.Series, naive: pl.Series, timezone: str
+) -> tuple[pl.Series, pl.Series]:
+    """Read the ``naive`` values as local time in ``timezone``, to UTC.
+
+    When the clocks go back, an hour happens twice: the first (summer time) is taken.
+    When they go forward, an hour does not exist: the value is refused with a reason.
+    """
+    local = value.dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
+    utc = local.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    shifted = pl.select(pl.when(naive).then(utc).otherwise(value)).to_series()
+    gap = naive & value.is_not_null() & shifted.is_null()
+    error = pl.select(
+        pl.when(gap)
+        .then(
+            pl.format(
+                "{} does not exist in {} (the clocks went forward that night)",
+                quoted(raw),
+                pl.lit(timezone),
+            )
+        )
+        .otherwise(error)
+    ).to_series()
+    return shifted.cast(pl.Datetime("ms")), error
+
+
+def _unformatted(raw: pl.Series) -> tuple[pl.Series, pl.Series, pl.Series]:
+    """Dates of any accepted form: value, error, and whether the text had no offset."""
     date_part = _parse_any(raw, DATE_FORMATS)
     rest = pl.select(pl.when(date_part.is_null()).then(raw)).to_series()
     dt_part = _parse_any(rest, DATETIME_FORMATS)
@@ -124,7 +164,7 @@ def to_datetime(raw: pl.Series, date_format: str | None) -> tuple[pl.Series, pl.
         .otherwise(value)
     ).to_series()
     error = pl.select(pl.when(value.is_not_null()).then(None).otherwise(error)).to_series()
-    return value, error
+    return value, error, value.is_not_null() & tz_part.is_null()
 
 
 class DateTimeCodec(FieldCodec):
@@ -138,8 +178,11 @@ class DateTimeCodec(FieldCodec):
         return to_datetime(values, None)[0].is_not_null()
 
     def parse(self, raw: pl.Series, sub: str | None, ctx: ParseContext) -> Parsed:
-        value, error = to_datetime(raw, ctx.spec.date_format)
+        value, error = to_datetime(raw, ctx.spec.date_format, self._zone(ctx))
         return Parsed(value.dt.strftime(self.wire_format), error)
+
+    def _zone(self, ctx: ParseContext) -> str | None:
+        return ctx.spec.timezone
 
     def flatten(self, name: str, stored: JsonValue) -> dict[str, str | None]:
         """Twenty writes UTC as ``...Z``; the column says ``+00:00``, which reads back."""
@@ -153,3 +196,6 @@ class DateCodec(DateTimeCodec):
 
     types: ClassVar[tuple[str, ...]] = ("DATE",)
     wire_format: ClassVar[str] = "%Y-%m-%d"
+
+    def _zone(self, ctx: ParseContext) -> str | None:
+        return None  # a day is the same day in every zone
