@@ -152,6 +152,8 @@ class Mapping:
         for spec in self.fields:
             for column in spec.columns:
                 seen.setdefault(column, None)
+        for condition in self.conditions:
+            seen.setdefault(condition.column, None)
         return list(seen)
 
 

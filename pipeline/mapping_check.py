@@ -51,6 +51,13 @@ def check_mapping(
         _check_options(spec, target, sub, where, problems)
         if columns is not None:
             _check_columns(spec, columns, where, problems)
+    if columns is not None:
+        for condition in mapping.conditions:
+            if condition.column not in columns:
+                problems.append(
+                    f"{mapping.where('where')}: where: the source has no column "
+                    f"{condition.column!r}"
+                )
     problems.extend(_check_key(mapping, obj, schema))
     if problems:
         raise MappingError(problems)

@@ -465,7 +465,9 @@ def normalize(chunk: pl.DataFrame, plan: Plan) -> Normalized:
         out = _required(spec, out)
         errors.append(_Judged(spec.label, raw, out.error))
         columns.place(f, sub, spec, out.value)
-    skip = _skipped(empty, n)
+    content_skip = _skipped(empty, n)
+    unmet = _unmet(chunk, plan)
+    skip = content_skip | unmet.is_not_null()
     columns.composites(n)
     _apply_currency(chunk, plan, columns.top, errors)
     lookups = {LOOKUP_PREFIX + k: v for k, v in columns.lookups.items()}
@@ -488,7 +490,34 @@ def normalize(chunk: pl.DataFrame, plan: Plan) -> Normalized:
         reason.filter(bad).alias("_reason"),
     )
     kept = records.filter(~bad & ~skip)
-    return Normalized(_derive_ids(kept, plan), rejects, _skip_frame(chunk, skip, plan))
+    skipped = _skip_frame(chunk, content_skip & unmet.is_null(), plan)
+    if plan.mapping.conditions:
+        unmet_rows = pl.DataFrame({ROW: chunk[ROW], "_reason": unmet}).drop_nulls("_reason")
+        skipped = pl.concat([skipped, unmet_rows], how="vertical_relaxed").sort(ROW)
+    return Normalized(_derive_ids(kept, plan), rejects, skipped)
+
+
+def _unmet(chunk: pl.DataFrame, plan: Plan) -> pl.Series:
+    """Per row, why the mapping's ``where:`` skips it (the first unmet condition), or null."""
+    conditions = plan.mapping.conditions
+    if not conditions:
+        return pl.Series("_reason", [None] * chunk.height, dtype=pl.String)
+    nulls = list(dict.fromkeys(("", *plan.mapping.source.null_values)))
+    reason = pl.lit(None, dtype=pl.String)
+    for condition in reversed(conditions):  # the first unmet one wins
+        cell = pl.col(condition.column).cast(pl.String).str.strip_chars()
+        empty = cell.is_null() | cell.is_in(nulls)
+        if condition.operator == "in":
+            holds = cell.is_in(list(condition.values)).fill_null(False)
+        elif condition.operator == "not_in":
+            holds = ~cell.is_in(list(condition.values)).fill_null(False)
+        elif condition.operator == "not_empty":
+            holds = ~empty
+        else:
+            holds = empty
+        why = f"skipped: the row does not meet where: {condition.describe()}"
+        reason = pl.when(holds).then(reason).otherwise(pl.lit(why))
+    return chunk.select(reason.alias("_reason")).to_series()
 
 
 def _skipped(empty: list[pl.Series], n: int) -> pl.Series:

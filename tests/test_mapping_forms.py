@@ -94,3 +94,44 @@ def test_an_unknown_time_zone_is_a_mapping_error() -> None:
     with pytest.raises(MappingError) as err:
         opp({"closeDate": {"column": "when", "timezone": "Europe/Pariss"}}, {"when": ["x"]})
     assert "timezone 'Europe/Pariss' is not a known time zone" in str(err.value)
+
+
+def test_rows_that_do_not_meet_where_are_skipped_not_rejected() -> None:
+    r = run(
+        "person",
+        {"emails": "e"},
+        {
+            "e": ["a@x.io", "b@x.io", "not an e-mail", "d@x.io", "e@x.io"],
+            "IsDeleted": ["0", "1", "1", None, "true"],
+            "Stage": ["lead", "lead", "lead", "other", "lead"],
+        },
+        where=[
+            {"column": "IsDeleted", "not_in": ["1", "true"]},
+            {"column": "Stage", "in": ["lead", "customer"]},
+        ],
+    )
+    assert values(r, "emails") == [{"primaryEmail": "a@x.io"}]
+    assert reasons(r) == {}  # row 4's bad e-mail is not judged: the row is skipped
+    assert dict(r.skipped.select("_row", "_reason").iter_rows()) == {
+        3: "skipped: the row does not meet where: IsDeleted is none of '1', 'true'",
+        4: "skipped: the row does not meet where: IsDeleted is none of '1', 'true'",
+        5: "skipped: the row does not meet where: Stage is one of 'lead', 'customer'",
+        6: "skipped: the row does not meet where: IsDeleted is none of '1', 'true'",
+    }
+
+
+def test_where_is_checked_when_the_mapping_is_read() -> None:
+    with pytest.raises(MappingError) as err:
+        run("person", {"emails": "e"}, {"e": ["a@x.io"]}, where={"column": "x", "like": "y"})
+    assert "where on 'x' takes one of in, not_in, not_empty, empty" in str(err.value)
+
+
+def test_a_where_column_the_file_lacks_is_a_mapping_error() -> None:
+    with pytest.raises(MappingError) as err:
+        run(
+            "person",
+            {"emails": "e"},
+            {"e": ["a@x.io"]},
+            where={"column": "IsDeleted", "not_in": ["1"]},
+        )
+    assert "where: the source has no column 'IsDeleted'" in str(err.value)
