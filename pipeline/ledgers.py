@@ -9,6 +9,7 @@ is whole or absent. Text cells that a spreadsheet would run as a formula are esc
 
 from __future__ import annotations
 
+import heapq
 import json
 import shutil
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from pipeline.cells import LEDGER_COLUMNS
+from pipeline.dropped_store import DroppedValues
 from pipeline.errors import StateError
 from pipeline.normalize import KEY_SEPARATOR
 from pipeline.sinks import SinkError, open_sink
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
     from pipeline.reports import ImportReport
 
 LEDGER_FILES = ("success.csv", "rejects.csv", "report.json", "deletions.csv")
+DROPPED_STAGE = "value_dropped"
+"""``_stage`` of a rejects line that is a value left out of a row that loaded."""
 SUCCESS_COLUMNS = ("_row", "key", "id", "outcome", "note")
 
 
@@ -102,12 +106,17 @@ def _write_rejects(store: StateStore, path: Path, columns: list[str], run_id: in
         found = [*(values.get(c) for c in columns), str(row), stage]
         return [*found, values.get("_column"), values.get("_value"), reason]
 
-    rows = (
-        cells(original, row, stage, reason)
+    rejected = (
+        (row, cells(original, row, stage, reason))
         for row, _key, _id, _outcome, stage, reason, original in store.iter_rows(
             rejected=True, run_id=run_id
         )
     )
+    dropped = (
+        (row, [*(text.get(c) for c in columns), str(row), DROPPED_STAGE, col, value, reason])
+        for row, col, value, reason, text in DroppedValues(store, read_only=True).lines(run_id)
+    )
+    rows = (line for _, line in heapq.merge(rejected, dropped, key=lambda item: item[0]))
     header = rejects_header(columns)
     with open_sink(path, "csv", columns=header, label="rejects ledger") as sink:
         sink.write_rows(rows)

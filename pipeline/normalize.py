@@ -118,6 +118,9 @@ class Normalized:
     rejects: pl.DataFrame
     skipped: pl.DataFrame
     """Rows with nothing to load (a note without a body), with ``_reason``."""
+    dropped: pl.DataFrame | None = None
+    """``on_invalid: drop_value``: the values left out of kept records, one line each:
+    the row's text, ``_column``, ``_value``, ``_reason``."""
 
 
 @dataclass(frozen=True)
@@ -455,6 +458,7 @@ def normalize(chunk: pl.DataFrame, plan: Plan) -> Normalized:
     """Normalize one chunk of text rows into records, rejects and skipped rows."""
     n = chunk.height
     errors: list[_Judged] = []
+    dropped: list[_Judged] = []
     columns = _Columns()
     empty: list[pl.Series] = []
     for spec, raw, out in _type_specs(chunk, plan):
@@ -463,7 +467,14 @@ def normalize(chunk: pl.DataFrame, plan: Plan) -> Normalized:
         if spec.target in plan.content:
             empty.append(raw.is_null())
         out = _required(spec, out)
-        errors.append(_Judged(spec.label, raw, out.error))
+        judged = _Judged(spec.label, raw, out.error)
+        if _drops(spec, plan):
+            dropped.append(judged)
+            out = Parsed(
+                pl.select(pl.when(out.error.is_null()).then(out.value)).to_series(), out.error
+            )
+        else:
+            errors.append(judged)
         columns.place(f, sub, spec, out.value)
     content_skip = _skipped(empty, n)
     unmet = _unmet(chunk, plan)
@@ -490,11 +501,46 @@ def normalize(chunk: pl.DataFrame, plan: Plan) -> Normalized:
         reason.filter(bad).alias("_reason"),
     )
     kept = records.filter(~bad & ~skip)
+    left_out = _left_out(chunk, dropped, ~bad & ~skip)
     skipped = _skip_frame(chunk, content_skip & unmet.is_null(), plan)
     if plan.mapping.conditions:
         unmet_rows = pl.DataFrame({ROW: chunk[ROW], "_reason": unmet}).drop_nulls("_reason")
         skipped = pl.concat([skipped, unmet_rows], how="vertical_relaxed").sort(ROW)
-    return Normalized(_derive_ids(kept, plan), rejects, skipped)
+    return Normalized(_derive_ids(kept, plan), rejects, skipped, left_out)
+
+
+def _drops(spec: FieldSpec, plan: Plan) -> bool:
+    """A value this spec's codec refuses is dropped (the row loads) rather than the row.
+
+    Never for a required field, nor a key's: without it the record is not the one meant.
+    """
+    if spec.on_invalid != "drop_value" or spec.required:
+        return False
+    head = spec.target.split(".")[0]
+    return not any(k.split(".")[0] == head for k in plan.key)
+
+
+def _left_out(chunk: pl.DataFrame, dropped: list[_Judged], kept: pl.Series) -> pl.DataFrame:
+    """One line per value dropped from a kept row: the row's text, column, value, reason."""
+    parts = [
+        pl.DataFrame(
+            {
+                ROW: chunk[ROW],
+                "_column": [j.label] * chunk.height,
+                "_value": j.raw,
+                "_reason": j.error,
+            },
+            schema={ROW: pl.Int64, "_column": pl.String, "_value": pl.String, "_reason": pl.String},
+        ).filter(j.error.is_not_null() & kept)
+        for j in dropped
+    ]
+    lines = [p for p in parts if p.height]
+    if not lines:
+        return chunk.head(0).with_columns(
+            *(pl.lit(None, pl.String).alias(c) for c in ("_column", "_value", "_reason"))
+        )
+    found = pl.concat(lines).sort(ROW, maintain_order=True)
+    return chunk.join(found, on=ROW, how="inner").sort(ROW, maintain_order=True)
 
 
 def _unmet(chunk: pl.DataFrame, plan: Plan) -> pl.Series:

@@ -38,6 +38,8 @@ class PreparedChunk:
     rejects: pl.DataFrame
     skipped: pl.DataFrame
     """``_row``, ``_reason`` of the rows with nothing to load (see :func:`normalize`)."""
+    dropped: pl.DataFrame | None = None
+    """Values left out of kept records (``on_invalid: drop_value``), one line each."""
 
 
 @dataclass
@@ -75,10 +77,10 @@ class PreparedSource:
     def chunks(self) -> Iterator[PreparedChunk]:
         """The source, chunk by chunk, normalized under ``on_duplicate_key``."""
         for chunk in source_chunks(self.reader, self.columns):
-            records, rejects, skipped = prepare_chunk(
+            records, rejects, skipped, dropped = prepare_chunk(
                 chunk, self.plan, self.duplicates, self.mapping.on_duplicate_key
             )
-            yield PreparedChunk(chunk, records, rejects, skipped)
+            yield PreparedChunk(chunk, records, rejects, skipped, dropped)
 
 
 def source_path(mapping: Mapping, override: str | Path | None) -> Path:
@@ -301,9 +303,9 @@ class DuplicateIndex:
 
 def prepare_chunk(
     chunk: pl.DataFrame, plan: Plan, duplicates: DuplicateIndex, mode: str
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Normalize a chunk and apply ``on_duplicate_key``: (records, rejects in row order,
-    skipped rows)."""
+    skipped rows, values dropped from the records kept)."""
     result = normalize(chunk, plan)
     kept, lost = duplicates.split(result.records, mode)
     duplicate_rejects = chunk.join(lost.select(ROW, "_reason"), on=ROW, how="inner").with_columns(
@@ -312,7 +314,10 @@ def prepare_chunk(
         pl.lit(None, pl.String).alias("_value"),
     )
     rejects = pl.concat([result.rejects, duplicate_rejects], how="diagonal_relaxed").sort(ROW)
-    return kept, rejects, result.skipped
+    dropped = result.dropped if result.dropped is not None else chunk.head(0)
+    if dropped.height:
+        dropped = dropped.filter(pl.col(ROW).is_in(kept[ROW].implode()))
+    return kept, rejects, result.skipped, dropped
 
 
 def read_rejects_frame(reader: SourceReader, columns: list[str]) -> pl.DataFrame:

@@ -37,6 +37,8 @@ class ValidationReport:
     skipped: int = 0
     """Rows with nothing to load (a note without a body): neither valid nor rejected."""
     rejected: int = 0
+    values_dropped: int = 0
+    """Values ``on_invalid: drop_value`` would leave out of valid rows."""
     blank_rows: int = 0
     by_reason: Counter[str] = field(default_factory=Counter)
     first_rejects: list[dict[str, Any]] = field(default_factory=list)
@@ -55,6 +57,7 @@ class ValidationReport:
             "valid": self.valid,
             "skipped": self.skipped,
             "rejected": self.rejected,
+            "values_dropped": self.values_dropped,
             "blank_rows": self.blank_rows,
             "rejected_by_reason": dict(self.by_reason.most_common()),
             "rejects_file": str(self.rejects_path) if self.rejects_path else None,
@@ -97,11 +100,13 @@ class ImportReport:
     blank_rows: int = 0
     links_left_empty: int = 0
     targets_linked: int = 0
-    undo_reads: int = 0
-    """Reads spent on before-images (``--undoable``)."""
     """Note / task targets written by this attempt (``targets.*``)."""
     targets_unlinked: int = 0
     """Targets of earlier runs taken back by this attempt: their row links elsewhere now."""
+    undo_reads: int = 0
+    """Reads spent on before-images (``--undoable``)."""
+    values_dropped: int = 0
+    """Values left out of loaded records (``on_invalid: drop_value``), in rejects.csv."""
     encoding: str | None = None
     delimiter: str | None = None
     batches: int = 0
@@ -144,6 +149,7 @@ class ImportReport:
             "links_left_empty": self.links_left_empty,
             "targets": {"linked": self.targets_linked, "unlinked": self.targets_unlinked},
             "undo_reads": self.undo_reads,
+            "values_dropped": self.values_dropped,
             "encoding": self.encoding,
             "batches": self.batches,
             "resumed": self.resumed,

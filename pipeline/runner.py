@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.dropped_store import DroppedValues
 from pipeline.errors import (
     EXIT_REJECTED,
     RESTART_STARTS_OVER,
@@ -112,6 +113,14 @@ def validate(
             for part in prepared.chunks():
                 report.rows += part.rows.height
                 reject(part.rejects)
+                if part.dropped is not None and part.dropped.height:
+                    report.values_dropped += part.dropped.height
+                    for reason in part.dropped["_column"].to_list():
+                        report.by_reason[f"{reason}: value dropped (on_invalid)"] += 1
+                    if writer is not None:
+                        writer.write(
+                            part.dropped.with_columns(pl.lit("value_dropped").alias("_stage"))
+                        )
                 report.valid += part.records.height
                 report.skipped += part.skipped.height
                 for column in part.records.columns:
@@ -127,8 +136,9 @@ def validate(
             raise
         if writer is not None:
             writer.close()
-        report.rejects_path = rejects_path if rejects_path and report.rejected else None
-        if rejects_path and not report.rejected:
+        listed = report.rejected + report.values_dropped
+        report.rejects_path = rejects_path if rejects_path and listed else None
+        if rejects_path and not listed:
             rejects_path.unlink(missing_ok=True)
         report.lookups = {k: len(v) for k, v in lookup_values.items()}
     return report
@@ -336,7 +346,7 @@ def _finish_report(
         kind: count - calls_before.get(kind, 0) for kind, count in client.stats.as_dict().items()
     }
     report.seconds = time.monotonic() - started
-    report.exit_code = EXIT_REJECTED if report.rejected else 0
+    report.exit_code = EXIT_REJECTED if report.rejected or report.values_dropped else 0
     report.run_id = run_id
 
 
@@ -457,6 +467,8 @@ def _count(report: ImportReport, store: StateStore, rows_read: int) -> None:
     report.rejected = counts.get("rejected", 0)
     report.batches = store.batch_counts().get("done", 0)
     report.links_left_empty = store.links_left_empty()
+    if store.run_id is not None:
+        report.values_dropped = DroppedValues(store, read_only=True).count(store.run_id)
     accounted = report.loaded + report.rejected + report.unchanged + report.skipped
     if accounted != report.rows_read:
         raise LedgerMismatch(
@@ -534,6 +546,8 @@ async def _load(
                 advance(known.len())
             _record_rejects(store, rejects, prepared.columns)
             _record_skipped(store, skipped)
+            if part.dropped is not None and part.dropped.height:
+                DroppedValues(store).record(store.run_id or 0, part.dropped, prepared.columns)
             advance(rejects.height + skipped.height)
             if incremental is not None and kept.height:
                 before = kept.height

@@ -76,7 +76,7 @@ fields:
         load_mapping(path)
     assert info.value.problems == [
         f"{path}:3: unknown key 'colour' (expected one of: fields, key, object, "
-        "on_duplicate_key, source, version)",
+        "on_duplicate_key, on_invalid, source, timezone, version, where)",
         f"{path}:1: version 2 is not supported; write version: 1",
         f"{path}:4: on_duplicate_key 'newest' must be last, first or reject",
         f"{path}:6: field 'jobTitle': unknown transform 'shout' (use strip, lower, upper, "

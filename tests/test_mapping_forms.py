@@ -3,13 +3,18 @@ time zones for naive date-times, rows skipped by a condition, values dropped not
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pipeline.errors import MappingError
 from pipeline.normalize import Normalized
+from pipeline.sandbox import Sandbox
+from tests.test_import import ledger, people, project, run_import, sandbox
 from tests.test_normalize import reasons, run, values
+
+__all__ = ["project", "sandbox"]
 
 
 def opp(fields: dict[str, Any], rows: dict[str, list[Any]], **extra: Any) -> Normalized:
@@ -135,3 +140,71 @@ def test_a_where_column_the_file_lacks_is_a_mapping_error() -> None:
             where={"column": "IsDeleted", "not_in": ["1"]},
         )
     assert "where: the source has no column 'IsDeleted'" in str(err.value)
+
+
+async def test_a_bad_value_is_dropped_and_listed_and_its_row_loads(
+    project: Path, sandbox: Sandbox
+) -> None:
+    """on_invalid: drop_value: the contact loads without its invalid phone and malformed
+    LinkedIn URL; each value is a value_dropped line of rejects.csv; a bad key still
+    rejects its row; exit code 3 so that someone looks."""
+    (project / "mappings" / "contacts.yaml").write_text(
+        "version: 1\nobject: person\nkey: [emails.primaryEmail]\non_invalid: drop_value\n"
+        "fields:\n  emails.primaryEmail: email\n  name.firstName: first\n"
+        "  phones: {column: phone, default_country: FR}\n"
+        "  linkedinLink.primaryLinkUrl: linkedin\n"
+        "  jobTitle: {column: title, on_invalid: reject_row}\n",
+        encoding="utf-8",
+    )
+    source = project / "contacts.csv"
+    source.write_text(
+        "email,first,phone,linkedin,title\n"
+        "zoe@x.io,Zoë,12,linkedin.com/in/zoe,CTO\n"
+        "ann@x.io,Ann,06 12 34 56 78,http://exa mple.com,Buyer\n"
+        "not-an-email,Bob,06 12 34 56 79,,\n"
+        "cy@x.io,Cy,abc,linkedin.com/in/cy,Boss\n",
+        encoding="utf-8",
+    )
+    report = await run_import(project, sandbox, "contacts", source=source)
+    assert (report.created, report.rejected, report.values_dropped) == (3, 1, 3)
+    assert report.exit_code == 3
+    stored = people(sandbox)
+    assert stored["zoe@x.io"]["name"]["firstName"] == "Zoë"
+    assert stored["zoe@x.io"]["phones"]["primaryPhoneNumber"] in ("", None)
+    assert stored["zoe@x.io"]["linkedinLink"]["primaryLinkUrl"] == "https://linkedin.com/in/zoe"
+    assert stored["ann@x.io"]["phones"]["primaryPhoneNumber"] == "612345678"
+    assert stored["ann@x.io"]["linkedinLink"]["primaryLinkUrl"] in ("", None)
+    assert stored["ann@x.io"]["jobTitle"] == "Buyer"
+    lines = ledger(project, "contacts", "rejects")
+    assert [(r["_row"], r["_stage"], r["_column"], r["_value"]) for r in lines] == [
+        ("2", "value_dropped", "phone", "12"),
+        ("3", "value_dropped", "linkedin", "http://exa mple.com"),
+        ("4", "normalize", "email", "not-an-email"),
+        ("5", "value_dropped", "phone", "abc"),
+    ]
+    assert lines[0]["email"] == "zoe@x.io" and lines[0]["first"] == "Zoë"
+    assert lines[0]["_reason"].startswith("'12' is not a valid phone number for FR")
+    success = {r["key"]: r["outcome"] for r in ledger(project, "contacts", "success")}
+    assert success == {"zoe@x.io": "created", "ann@x.io": "created", "cy@x.io": "created"}
+
+
+def test_validate_counts_the_values_it_would_drop(project: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    mapping = project / "mappings" / "drop.yaml"
+    mapping.write_text(
+        "version: 1\nobject: person\nkey: [emails.primaryEmail]\non_invalid: drop_value\n"
+        "fields:\n  emails.primaryEmail: email\n  phones: {column: phone, default_country: FR}\n",
+        encoding="utf-8",
+    )
+    source = project / "drop.csv"
+    source.write_text("email,phone\na@x.io,12\nb@x.io,06 12 34 56 78\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        cli, ["validate", str(mapping), str(source), "--offline"], env={"TWENTY_SANDBOX": "1"}
+    )
+    assert result.exit_code == 3, result.output
+    assert "  valid:    2" in result.output
+    assert "  values dropped from valid rows: 1 (on_invalid)" in result.output
+    assert "phone: value dropped (on_invalid)" in result.output

@@ -86,9 +86,12 @@ def validate(
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         _print_validation(report, offline)
-    if report.rejected:
+    if report.rejected or report.values_dropped:
         where = f"; see {report.rejects_path}" if report.rejects_path else ""
-        notice(settings, f"validate: {report.rejected:,} rows would be rejected{where}")
+        what = [f"{report.rejected:,} rows would be rejected"] if report.rejected else []
+        if report.values_dropped:
+            what.append(f"{report.values_dropped:,} values would be dropped")
+        notice(settings, f"validate: {', '.join(what)}{where}")
         raise click.exceptions.Exit(EXIT_REJECTED)
 
 
@@ -105,8 +108,13 @@ def _print_validation(report: ValidationReport, offline: bool) -> None:
     click.echo(f"{report.source}: {report.rows:,} rows read{_how_read(report)}")
     click.echo(f"  valid:    {report.valid:,}")
     if report.skipped:
-        click.echo(f"  skipped:  {report.skipped:,} (empty: no body to create a note or task from)")
+        click.echo(
+            f"  skipped:  {report.skipped:,} (left out by where:, or a note or task with "
+            "nothing to create it from)"
+        )
     click.echo(f"  rejected: {report.rejected:,}")
+    if report.values_dropped:
+        click.echo(f"  values dropped from valid rows: {report.values_dropped:,} (on_invalid)")
     if report.blank_rows:
         click.echo(f"  blank lines skipped: {report.blank_rows:,}")
     matches = (
@@ -119,7 +127,7 @@ def _print_validation(report: ValidationReport, offline: bool) -> None:
         if count:
             click.echo(f"lookups to resolve at import: {count:,} values for {column}")
     if report.by_reason:
-        click.echo("rejected by reason:")
+        click.echo("rejected (or dropped) by reason:")
         for reason, count in report.by_reason.most_common():
             click.echo(f"  {count:>8,}  {reason}")
         click.echo("first rejects:")
@@ -222,10 +230,7 @@ def import_(
             ) from None
     print_import(report)
     if report.exit_code == EXIT_REJECTED and not report.already_done:
-        notice(
-            settings,
-            f"import {mapping.name}: {rows(report.rejected)} rejected; see {report.rejects_file}",
-        )
+        notice(settings, f"import {mapping.name}: {needs_a_look(report)}")
     if report.exit_code:
         raise click.exceptions.Exit(report.exit_code)
 
@@ -305,6 +310,15 @@ async def _run_import(
         )
 
 
+def needs_a_look(report: ImportReport) -> str:
+    """What the rejects file holds, in one line: rows rejected, values dropped."""
+    parts = [f"{rows(report.rejected)} rejected"] if report.rejected else []
+    if report.values_dropped:
+        dropped = report.values_dropped
+        parts.append(f"{dropped:,} value{'' if dropped == 1 else 's'} dropped")
+    return f"{', '.join(parts)}; see {report.rejects_file}"
+
+
 def print_import(report: ImportReport) -> None:
     if report.already_done:
         click.echo(
@@ -325,6 +339,11 @@ def print_import(report: ImportReport) -> None:
     for label, value in rows:
         if value or label in ("read", "rejected"):
             click.echo(f"  {label:<10}{value:>10,}")
+    if report.values_dropped:
+        click.echo(
+            f"  {report.values_dropped:,} values dropped from loaded rows (on_invalid: "
+            "drop_value); each is a value_dropped line of rejects.csv"
+        )
     if report.links_left_empty:
         click.echo(
             f"  {report.links_left_empty:,} loaded rows have a link left empty "

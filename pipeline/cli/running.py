@@ -14,7 +14,6 @@ from pipeline.cli.base import (
     flag_advice,
     notice,
     on_deleted_option,
-    rows,
     run_async,
     settings_from,
     stopping_on_sigterm,
@@ -22,7 +21,7 @@ from pipeline.cli.base import (
     wait_option,
     workspace_options,
 )
-from pipeline.cli.loading import ImportProgress, print_import
+from pipeline.cli.loading import ImportProgress, needs_a_look, print_import
 from pipeline.cli.planning import options_from, plan_options
 from pipeline.errors import Interrupted
 from pipeline.workspace import open_workspace
@@ -236,13 +235,11 @@ def _print_job(report: JobReport, settings: Settings) -> None:
             why = result.error.described(flag_advice) if result.error else result.reason
             notice(settings, f"{where} {result.status}: {why}")
         elif (
-            result.report is not None and result.report.rejected and not result.report.already_done
+            result.report is not None
+            and (result.report.rejected or result.report.values_dropped)
+            and not result.report.already_done
         ):
-            notice(
-                settings,
-                f"{where}: {rows(result.report.rejected)} rejected; "
-                f"see {result.report.rejects_file}",
-            )
+            notice(settings, f"{where}: {needs_a_look(result.report)}")
 
 
 def _deletions_line(deletions: DeletionReport) -> str:
