@@ -34,6 +34,7 @@ OnDeleted = Literal["restore", "skip", "reject"]
 KnownIds: TypeAlias = Mapping[tuple[str, str], Mapping[str, str]]
 """Ids the same job wrote: (object, unique field path) -> value -> record id."""
 SELECTION = "id createdAt updatedAt"
+CREATED_AT = "createdAt"
 PREFETCH_LIMIT = 2_000  # targets this small are read whole instead of queried per batch
 
 
@@ -73,6 +74,8 @@ class LoadStats:
     links_left_empty: int = 0
     undo_reads: int = 0
     """Reads spent on before-images (``--undoable``)."""
+    outcome_reads: int = 0
+    """Reads telling creates from updates in batches that send ``createdAt``."""
 
     @property
     def loaded(self) -> int:
@@ -429,11 +432,12 @@ class Loader:
                     )
             else:
                 sendable.append(item)
-        if sendable and self.undoable:
-            await self._keep_before_images(sendable)
+        existing = None
+        if sendable and (self.undoable or any(CREATED_AT in i.payload for i in sendable)):
+            existing = await self._read_existing(sendable)
         self.store.mark_sent(batch.id, batch.rows, [item.key for item in items])
         if sendable:
-            sent = await self._send(sendable)
+            sent = await self._send(sendable, existing)
             await self._attach(sendable, sent)
             outcomes.extend(sent)
         written = [
@@ -462,19 +466,28 @@ class Loader:
         if self.progress is not None:
             self.progress(self.stats, len(items))
 
-    async def _keep_before_images(self, items: list[_Item]) -> None:
-        """``--undoable``: what the records about to be updated hold, stored before the call."""
+    async def _read_existing(self, items: list[_Item]) -> set[str]:
+        """The ids of the live records the batch will update, read before the call.
+
+        Kept as before-images with ``--undoable``. A batch that sends ``createdAt`` needs
+        them to tell its creates from its updates: Twenty's answer then says nothing
+        (the created record's createdAt is the one sent, not the time of the call).
+        """
         images, calls = await read_before(
             self.client,
             self.plan,
             [i.payload for i in items],
             [i.identity for i in items],
             self._identity_of_record,
-            deleted=any(i.identity in self.deleted for i in items),
+            deleted=self.undoable and any(i.identity in self.deleted for i in items),
         )
-        self.stats.undo_reads += calls
-        if images and self.store.run_id is not None:
-            self.undo.save_before(self.store.run_id, images)
+        if self.undoable:
+            self.stats.undo_reads += calls
+            if images and self.store.run_id is not None:
+                self.undo.save_before(self.store.run_id, images)
+        else:
+            self.stats.outcome_reads += calls
+        return {record_id.lower() for record_id in images}
 
     async def _attach(self, items: list[_Item], outcomes: list[RowOutcome]) -> None:
         """Write the targets of the notes (tasks) Twenty confirmed."""
@@ -496,7 +509,7 @@ class Loader:
             item.row, "rejected", item.key, stage="load", reason=reason, original=item.original
         )
 
-    async def _send(self, items: list[_Item]) -> list[RowOutcome]:
+    async def _send(self, items: list[_Item], existing: set[str] | None) -> list[RowOutcome]:
         try:
             answers = await self.client.upsert_many(
                 self.plan.object.names, [i.payload for i in items], selection=SELECTION
@@ -512,7 +525,10 @@ class Loader:
                 ]
             self.stats.split_calls += 1
             middle = len(items) // 2
-            return [*await self._send(items[:middle]), *await self._send(items[middle:])]
+            return [
+                *await self._send(items[:middle], existing),
+                *await self._send(items[middle:], existing),
+            ]
         record_ids = [a.get("id") if isinstance(a, dict) else None for a in answers]
         if len(answers) != len(items) or not all(isinstance(i, str) and i for i in record_ids):
             # The client confirms every write answer; this guards the one thing that
@@ -526,9 +542,16 @@ class Loader:
         for item, answer, record_id in zip(items, answers, record_ids, strict=True):
             self._answered[str(record_id)] = answer.get("updatedAt")
             outcome: Outcome
+            created_at_sent = existing is not None and CREATED_AT in item.payload
             if item.identity in self.deleted:
                 outcome = "restored"
                 self.stats.restored += 1
+            elif created_at_sent and str(record_id).lower() not in (existing or set()):
+                outcome = "created"
+                self.stats.created += 1
+            elif created_at_sent:
+                outcome = "updated"
+                self.stats.updated += 1
             elif answer.get("createdAt") and answer.get("createdAt") == answer.get("updatedAt"):
                 outcome = "created"
                 self.stats.created += 1

@@ -105,6 +105,8 @@ class ImportReport:
     """Targets of earlier runs taken back by this attempt: their row links elsewhere now."""
     undo_reads: int = 0
     """Reads spent on before-images (``--undoable``)."""
+    outcome_reads: int = 0
+    """Reads telling creates from updates when the mapping writes ``createdAt``."""
     values_dropped: int = 0
     """Values left out of loaded records (``on_invalid: drop_value``), in rejects.csv."""
     encoding: str | None = None
@@ -149,6 +151,7 @@ class ImportReport:
             "links_left_empty": self.links_left_empty,
             "targets": {"linked": self.targets_linked, "unlinked": self.targets_unlinked},
             "undo_reads": self.undo_reads,
+            "outcome_reads": self.outcome_reads,
             "values_dropped": self.values_dropped,
             "encoding": self.encoding,
             "batches": self.batches,

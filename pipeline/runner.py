@@ -439,6 +439,7 @@ async def _import_run(
     store.end_run("finished")
     report.targets_linked, report.targets_unlinked = stats.linked, stats.unlinked
     report.undo_reads = stats.undo_reads
+    report.outcome_reads = stats.outcome_reads
     _count(report, store, prepared.total_rows)
     write_ledgers(store, folder, prepared.columns, run.id)
     return run

@@ -362,6 +362,11 @@ def print_import(report: ImportReport) -> None:
         f"{calls.get('retries', 0):,} retries, {calls.get('rate_limited', 0):,} "
         f"rate-limited, in {report.seconds:.1f}s"
     )
+    if report.outcome_reads:
+        click.echo(
+            f"  +{report.outcome_reads:,} read calls to tell creates from updates (createdAt "
+            "is mapped)"
+        )
     if report.undo_reads:
         click.echo(f"  +{report.undo_reads:,} read calls for undo (--undoable)")
     click.echo(f"ledgers: {report.state_dir}/success.csv, rejects.csv, report.json")
