@@ -173,8 +173,11 @@ def _check_options(
                     f"of {target.name} ({', '.join(options)})"
                     f"{_did_you_mean([c[0] for c in close])}"
                 )
-    elif spec.values and not target.options:
-        problems.append(f"{where}: values only applies to SELECT, MULTI_SELECT and RATING")
+    elif spec.values and not target.options and target.relation is None:
+        problems.append(
+            f"{where}: values only applies to SELECT, MULTI_SELECT and RATING, and to "
+            "relations (the text found -> the value looked up)"
+        )
     if target.type == "ADDRESS" and sub is None:
         problems.append(f"{where}: map the address sub-fields (address.addressCity, ...)")
     if spec.currency_column and spec.currency:

@@ -236,8 +236,14 @@ def evaluate(raw: pl.Series, sub: str | None, ctx: ParseContext, plan: Plan) -> 
 
 
 def _evaluate(raw: pl.Series, sub: str | None, ctx: ParseContext, plan: Plan) -> Parsed:
-    """A relation looked up by a unique field of its target is typed as that field."""
+    """A relation looked up by a unique field of its target is typed as that field.
+
+    A relation's ``values:`` table turns the cell's text into the value looked up first
+    (an owner's id into its e-mail, an organization's name into its id).
+    """
     f, spec = ctx.field, ctx.spec
+    if f.relation is not None and spec.values:
+        raw = raw.replace(dict(spec.values))
     if f.relation is not None and spec.lookup not in (None, "id"):
         target = plan.schema.object(f.relation.target_object)
         resolved = target.resolve_path(spec.lookup) if target else None

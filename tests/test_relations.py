@@ -173,3 +173,37 @@ async def test_owners_are_matched_to_workspace_members_by_e_mail(
         "https://initech.io": "link left empty: owner: no workspaceMember has userEmail = "
         "carol@example.com (on_missing: null)"
     }
+
+
+async def test_a_values_table_turns_a_cell_into_the_value_looked_up(
+    project: Path, sandbox: Sandbox
+) -> None:
+    """Salesforce writes owners as user ids: a table from User.csv turns them into the
+    e-mails members are matched by; an id not in the table is a link left empty."""
+    engine = sandbox.engine
+    actor = {"source": "API", "name": "seed", "workspaceMemberId": None, "context": {}}
+    [alice] = engine.create_many(
+        engine.object("workspaceMember"),
+        [{"name": {"firstName": "Alice", "lastName": "Ng"}, "userEmail": "alice@example.com"}],
+        upsert=False,
+        actor=actor,
+    )
+    source = project / "accounts.csv"
+    source.write_text(
+        "Name,Website,OwnerId\nAcme,acme.io,0055g000001AbcDAAS\nGlobex,globex.io,0055g00000ZZZZZAAA\n",
+        encoding="utf-8",
+    )
+    (project / "mappings" / "accounts.yaml").write_text(
+        "version: 1\nobject: company\nkey: [domainName.primaryLinkUrl]\nfields:\n"
+        "  name: Name\n  domainName.primaryLinkUrl: Website\n"
+        "  accountOwner: {column: OwnerId, values: {0055g000001AbcDAAS: alice@example.com},"
+        ' lookup: userEmail, on_missing: "null"}\n',
+        encoding="utf-8",
+    )
+    report = await run_import(project, sandbox, "accounts", source=source)
+    assert (report.loaded, report.links_left_empty) == (2, 1)
+    owners = {
+        c["name"]: c["accountOwnerId"]
+        for c in engine.find_many(engine.object("company"), limit=10).records
+    }
+    assert owners == {"Acme": alice["id"], "Globex": None}
