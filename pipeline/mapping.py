@@ -22,7 +22,9 @@ import yaml
 from pipeline.errors import MappingError
 from pipeline.mapping_forms import (
     Condition,
+    CreateSpec,
     OnInvalid,
+    parse_create,
     parse_on_invalid,
     parse_timezone,
     parse_where,
@@ -50,6 +52,7 @@ SPEC_KEYS = {
     "on_missing",
     "timezone",
     "on_invalid",
+    "create",
 }
 DEFAULT_NULLS = ("",)
 
@@ -90,6 +93,8 @@ class FieldSpec:
     timezone: str | None = None
     """Date-times without an offset are local time in this zone (default: UTC)."""
     on_invalid: OnInvalid = "reject_row"
+    create: CreateSpec | None = None
+    """The custom field ``schema apply`` creates when the workspace lacks it."""
 
     @property
     def label(self) -> str:
@@ -472,6 +477,7 @@ def _parse_spec(
         lookup=raw.get("lookup"),
         on_missing=on_missing,
         timezone=parse_timezone(raw.get("timezone"), where, problems),
+        create=parse_create(raw.get("create"), where, problems),
         on_invalid=parse_on_invalid(raw.get("on_invalid"), where, problems) or "reject_row",
         **formats,
     )

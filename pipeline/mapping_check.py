@@ -35,6 +35,14 @@ def check_mapping(
     targets: dict[str, FieldSpec] = {}
     for spec in mapping.fields:
         where = f"{mapping.path}:{spec.line}: field {spec.target!r}"
+        apply = f"`twenty-pipeline schema apply {mapping.path}`"
+        if spec.create is not None and obj.field(spec.target.split(".")[0]) is None:
+            problems.append(
+                f"{where}: {obj.name_singular} has no field {spec.target.split('.')[0]!r} "
+                f"yet: {apply} creates it (as its create: says)"
+            )
+            continue
+        before = len(problems)
         resolved = (
             _resolve_target(spec, obj, schema, where, problems)
             if spec.target.startswith(TARGETS_PREFIX)
@@ -42,13 +50,16 @@ def check_mapping(
         )
         if resolved is None:
             continue
+        _check_options(spec, resolved[0], resolved[1], where, problems)
+        for i in range(before, len(problems)):
+            if "is not an option of" in problems[i]:
+                problems[i] += f"; {apply} adds the options a values: table names"
         target, sub = resolved
         clash = next((t for t in targets if _same_field(t, spec.target, target.type, sub)), None)
         if clash is not None:
             problems.append(f"{where}: maps the same field as {clash!r}")
         targets[spec.target] = spec
         _check_relation(spec, target, schema, where, problems)
-        _check_options(spec, target, sub, where, problems)
         if columns is not None:
             _check_columns(spec, columns, where, problems)
     if columns is not None:

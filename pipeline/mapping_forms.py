@@ -105,3 +105,58 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+CREATE_TYPES = (
+    "TEXT",
+    "NUMBER",
+    "BOOLEAN",
+    "DATE_TIME",
+    "DATE",
+    "SELECT",
+    "MULTI_SELECT",
+    "LINKS",
+    "EMAILS",
+    "PHONES",
+    "CURRENCY",
+)
+CREATE_KEYS = ("type", "unique", "label")
+
+
+@dataclass(frozen=True)
+class CreateSpec:
+    """``create:`` on a field: the custom field ``schema apply`` creates when it is missing."""
+
+    type: str
+    unique: bool = False
+    label: str | None = None
+
+
+def parse_create(raw: Any, where: str, problems: list[str]) -> CreateSpec | None:
+    """``create: {type: TEXT, unique: true, label: "HubSpot ID"}``; every problem at once."""
+    if raw is None:
+        return None
+    example = 'e.g. create: {type: TEXT, unique: true, label: "HubSpot ID"}'
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: create describes the field to create, {example}")
+        return None
+    unknown = [k for k in raw if k not in CREATE_KEYS]
+    for key in unknown:
+        problems.append(
+            f"{where}: create: unknown key {key!r} (expected one of: {', '.join(CREATE_KEYS)})"
+        )
+    kind = raw.get("type")
+    if kind not in CREATE_TYPES:
+        problems.append(
+            f"{where}: create: type {kind!r} is not one schema apply creates "
+            f"({', '.join(CREATE_TYPES)})"
+        )
+    unique = raw.get("unique", False)
+    if not isinstance(unique, bool):
+        problems.append(f"{where}: create: unique is true or false")
+    label = raw.get("label")
+    if label is not None and (not isinstance(label, str) or not label.strip()):
+        problems.append(f"{where}: create: label is the field's name as people read it")
+    if unknown or kind not in CREATE_TYPES or not isinstance(unique, bool):
+        return None
+    return CreateSpec(str(kind), bool(unique), label.strip() if isinstance(label, str) else None)

@@ -44,6 +44,7 @@ class SelectOption:
     label: str
     position: int | None = None
     color: str | None = None
+    id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,7 @@ def _options(raw: Any) -> tuple[SelectOption, ...]:
                     label=str(item.get("label") or item["value"]),
                     position=position if isinstance(position, int) else None,
                     color=item.get("color") if isinstance(item.get("color"), str) else None,
+                    id=item.get("id") if isinstance(item.get("id"), str) else None,
                 )
             )
     return tuple(sorted(out, key=lambda o: (o.position is None, o.position or 0)))

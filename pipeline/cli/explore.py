@@ -19,22 +19,41 @@ from pipeline.cli.base import (
 )
 from pipeline.config import build_settings
 from pipeline.errors import ConfigError
-from pipeline.schema import describe_field, object_to_json
+from pipeline.schema import describe_field, load_schema, object_to_json
+from pipeline.workspace import open_workspace
 
 
 @cli.command()
-@click.argument("object_name", required=False, metavar="[OBJECT]")
+@click.argument("object_name", required=False, metavar="[OBJECT | apply JOB|MAPPING]")
+@click.argument("apply_target", required=False, metavar="", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--all", "show_all", is_flag=True, help="Include system objects and fields.")
+@click.option("--dry-run", is_flag=True, help="With apply: print the plan, change nothing.")
 @workspace_options
-def schema(object_name: str | None, as_json: bool, show_all: bool, **flags: Any) -> None:
-    """Show the workspace's objects, or one OBJECT's fields.
+def schema(
+    object_name: str | None,
+    apply_target: str | None,
+    as_json: bool,
+    show_all: bool,
+    dry_run: bool,
+    **flags: Any,
+) -> None:
+    """Show the workspace's objects, or one OBJECT's fields; or apply what a job needs.
 
     For each field: type, nullability, uniqueness, select options, relation target
-    and join column.
+    and join column. `schema apply JOB|MAPPING` creates the custom fields the mappings
+    declare with create: and adds the select options their values: tables name (a plan
+    first; --dry-run prints only the plan).
 
     Example: twenty-pipeline schema person
     """
+    if object_name == "apply" or apply_target is not None:
+        if object_name != "apply" or apply_target is None:
+            raise click.UsageError("write `schema apply JOB|MAPPING` (or `schema OBJECT`)")
+        _apply(apply_target, dry_run, flags)
+        return
+    if dry_run:
+        raise click.UsageError("--dry-run goes with `schema apply JOB|MAPPING`")
     workspace = run_async(fetch_schema(settings_from(flags)))
     if object_name is None:
         objects = [o for o in workspace.objects if o.is_active and (show_all or not o.is_system)]
@@ -156,3 +175,48 @@ def init_mapping(
         click.echo(
             f"wrote {out_path}: check it, then run twenty-pipeline validate {out_path}", err=True
         )
+
+
+def _apply(target: str, dry_run: bool, flags: dict[str, Any]) -> None:
+    """``schema apply``: the plan, then the fields and options created."""
+    from pipeline.schema_apply import apply_plan, plan_schema
+
+    settings = settings_from(flags)
+    mappings = _mappings_of(target)
+
+    async def work() -> list[str] | None:
+        async with open_workspace(settings) as client:
+            plan = plan_schema(mappings, await load_schema(client))
+            if plan.problems:
+                raise ConfigError(plan.problems)
+            if not plan.changes:
+                click.echo(f"{target}: the workspace has every field and option it needs")
+                return None
+            click.echo("plan:")
+            for change in plan.changes:
+                click.echo(f"  {change.line()}")
+            if dry_run:
+                click.echo("dry run: nothing changed")
+                return None
+            return await apply_plan(client, plan)
+
+    done = run_async(work())
+    for line in done or []:
+        click.echo(line)
+
+
+def _mappings_of(target: str) -> list[Any]:
+    """The mappings of a job file (its steps'), or the one mapping file."""
+    import yaml
+
+    from pipeline.jobs import load_job
+    from pipeline.mapping import load_mapping
+
+    path = Path(target)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return [load_mapping(path)]  # its own one-line error
+    if isinstance(raw, dict) and "steps" in raw:
+        return [step.mapping for step in load_job(path).steps]
+    return [load_mapping(path)]

@@ -95,7 +95,11 @@ class Sandbox:
         return [
             Route("/healthz", health, methods=["GET"]),
             Route("/rest/metadata/{kind:str}", metadata.metadata_list, methods=["GET", "POST"]),
-            Route("/rest/metadata/{kind:str}/{id:str}", metadata.metadata_one, methods=["GET"]),
+            Route(
+                "/rest/metadata/{kind:str}/{id:str}",
+                metadata.metadata_one,
+                methods=["GET", "PATCH"],
+            ),
             Route("/rest/open-api/core", metadata.open_api, methods=["GET"]),
             Route("/open-api/core", metadata.open_api, methods=["GET"]),
             Route("/rest/batch/{plural:str}", rest.batch, methods=["POST"]),

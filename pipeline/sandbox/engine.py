@@ -134,6 +134,10 @@ class Engine:
         """Create a custom field (CreateFieldInput); every problem reported at once."""
         return self.metadata.create_field(data)
 
+    def update_field(self, field_id: str, update: dict[str, Any]) -> dict[str, Any]:
+        """Change a field's options or labels (UpdateOneField); every problem at once."""
+        return self.metadata.update_field(field_id, update)
+
     # ------------------------------------------------------------------ records
 
     def prepare(self, obj: ObjectModel, data: Any, *, for_create: bool) -> Record:

@@ -150,6 +150,16 @@ def build_metadata_schema(engine: Engine) -> GraphQLSchema:
     def create_field(input: dict[str, Any]) -> dict[str, Any]:
         return engine.create_field(dict(input.get("field") or {}))
 
+    def update_field(input: dict[str, Any]) -> dict[str, Any]:
+        return engine.update_field(str(input.get("id") or ""), dict(input.get("update") or {}))
+
+    update_input = GraphQLInputObjectType(
+        "UpdateOneFieldMetadataInput",
+        {
+            "id": GraphQLInputField(GraphQLNonNull(GraphQLID)),
+            "update": GraphQLInputField(GraphQLNonNull(JSONScalar)),
+        },
+    )
     object_input = GraphQLInputObjectType(
         "CreateOneObjectInput", {"object": GraphQLInputField(GraphQLNonNull(JSONScalar))}
     )
@@ -176,6 +186,11 @@ def build_metadata_schema(engine: Engine) -> GraphQLSchema:
             GraphQLNonNull(field_type),
             args={"input": GraphQLArgument(GraphQLNonNull(field_input))},
             resolve=_guard(create_field),
+        ),
+        "updateOneField": GraphQLField(
+            GraphQLNonNull(field_type),
+            args={"input": GraphQLArgument(GraphQLNonNull(update_input))},
+            resolve=_guard(update_field),
         ),
     }
     return GraphQLSchema(

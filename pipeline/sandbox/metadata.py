@@ -52,6 +52,8 @@ FIELD_TYPES = frozenset(
     }
 )
 OPTION_TYPES = ("SELECT", "MULTI_SELECT", "RATING")
+UPDATABLE = frozenset({"label", "description", "icon", "isActive", "options"})
+"""What UpdateOneField changes here (the type and name never)."""
 RELATION_KINDS = ("MANY_TO_ONE", "ONE_TO_MANY")
 
 
@@ -204,6 +206,41 @@ class MetadataStore:
                 self._insert_field(d)
         self.model = self.load_model()
         return dto
+
+    def update_field(self, field_id: str, update: dict[str, Any]) -> dict[str, Any]:
+        """UpdateOneField: a field's label, description, icon, active flag or options.
+
+        Options are given whole: the ones kept carry their ids; new ones get one. Every
+        problem at once; the type and name never change.
+        """
+        dto = self.field_dto_by_id(field_id)
+        problems = [
+            f"{key} cannot be updated" for key in update if key not in UPDATABLE and key != "id"
+        ]
+        options = update.get("options")
+        if "options" in update:
+            if dto["type"] not in OPTION_TYPES:
+                problems.append(f"a {dto['type']} field has no options")
+            else:
+                problems += _option_problems({"type": dto["type"], "options": options})
+                values = [o.get("value") for o in options or [] if isinstance(o, dict)]
+                if len(values) != len(set(values)):
+                    problems.append("Options must have unique values")
+        if problems:
+            raise InvalidArgs("; ".join(problems))
+        changed = {k: v for k, v in update.items() if k in UPDATABLE}
+        if options is not None:
+            changed["options"] = [
+                {**o, "id": o.get("id") or str(uuid.uuid4()), "position": o.get("position", i)}
+                for i, o in enumerate(options)
+            ]
+        new = {**dto, **changed}
+        with self.database.transaction():
+            self.database.db.execute(
+                "UPDATE fields SET dto = ? WHERE id = ?", (json.dumps(new), field_id)
+            )
+        self.model = self.load_model()
+        return new
 
     def _relation_target(self, data: dict[str, Any]) -> ObjectModel | None:
         payload = data.get("relationCreationPayload")

@@ -101,6 +101,8 @@ class RestMetadata:
         if error is not None:
             return sandbox_error(error)
         kind, item_id = request.path_params["kind"], request.path_params["id"]
+        if request.method == "PATCH":
+            return await self._update(kind, item_id, request)
         try:
             if kind == "objects":
                 item = self.engine.object_dtos_by_id(item_id)
@@ -113,6 +115,21 @@ class RestMetadata:
         if self.legacy:
             return JSONResponse({"data": {kind[:-1]: item}})
         return JSONResponse(item)
+
+    async def _update(self, kind: str, item_id: str, request: Request) -> Response:
+        """``PATCH /rest/metadata/fields/{id}``: the body is UpdateOneField's ``update``."""
+        if kind != "fields":
+            return rest_error(
+                404, "NotFoundException", f"Cannot {request.method} {request.url.path}"
+            )
+        try:
+            body = await read_json_body(request)
+            if not isinstance(body, dict):
+                raise InvalidArgs("Body must be a JSON object")
+            updated = self.engine.update_field(item_id, body)
+        except SandboxError as exc:
+            return sandbox_error(exc)
+        return JSONResponse({"data": {"updateOneField": updated}} if self.legacy else updated)
 
     async def open_api(self, request: Request) -> Response:
         """A minimal OpenAPI document: the base schema, plus paths with a valid key (§9)."""

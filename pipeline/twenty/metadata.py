@@ -42,6 +42,22 @@ class Metadata:
         """Create a custom field (CreateFieldInput, twenty-api.md §8.1); the field."""
         return await self._create(FIELDS_PATH, body, "createOneField")
 
+    async def update_field(self, field_id: str, update: dict[str, Any]) -> Record:
+        """Change a field (``PATCH /rest/metadata/fields/{id}``, UpdateOneFieldMetadataInput's
+        ``update``): a select's whole option list, the existing options with their ids."""
+        path = f"{FIELDS_PATH}/{field_id}"
+        # the same update sent twice leaves the same field: safe to send again
+        answer = await self.session.request(
+            "metadata", "PATCH", path, json_body=update, idempotent=True
+        )
+        if isinstance(answer, dict) and isinstance(answer.get("data"), dict):
+            updated = answer["data"].get("updateOneField", answer["data"])
+        else:
+            updated = answer
+        if not isinstance(updated, dict) or updated.get("id") != field_id:
+            raise FatalApiError(f"PATCH {path}: the answer is not the field asked for")
+        return updated
+
     async def _create(self, path: str, body: dict[str, Any], legacy_key: str) -> Record:
         # a create is not idempotent: an unconfirmed answer is not sent again
         answer = await self.session.request(
