@@ -190,20 +190,17 @@ def _as_body(option: SelectOption, index: int) -> dict[str, Any]:
 def _wanted(spec: FieldSpec, labels: list[str]) -> list[tuple[str, str]]:
     """(value, label) of every option the spec can send: its table's, then the file's."""
     out: dict[str, str] = {}
-    for source, value in spec.values:
-        out.setdefault(value, _readable(source, value))
+    for value in dict.fromkeys(v for _, v in spec.values):
+        sources = [source for source, v in spec.values if v == value]
+        out[value] = next(
+            (t for t in sources if t != t.lower() or " " in t),
+            value.replace("_", " ").title(),
+        )
     table = {source for source, _ in spec.values}
     for label in labels:
         if label not in table:
             out.setdefault(option_value(label), label)
     return list(out.items())
-
-
-def _readable(source: str, value: str) -> str:
-    """An option's label: the table's source text when it reads as one, else the value."""
-    if source != source.lower() or " " in source:
-        return source
-    return value.replace("_", " ").capitalize()
 
 
 def _labels(mapping: Mapping, spec: FieldSpec) -> list[str]:
