@@ -3,10 +3,10 @@
 Before any record is copied, the source's custom objects and custom fields that the
 target lacks are created there through the metadata API (twenty-api.md §8.1): objects
 first, then their fields, then relations (a MANY_TO_ONE field created with its inverse).
-Select fields take the source's options. What cannot be created this way is listed and
-the migration stops before any write: a standard field the target's Twenty release does
-not have, a field of the same name with another type, options a select field of the
-target lacks.
+Select fields take the source's options, and a select the target has gains the
+source's options it lacks (its own kept, with their ids). What cannot be created this
+way is listed and the migration stops before any write: a standard field the target's
+Twenty release does not have, a field of the same name with another type.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.schema import SERVER_FILLED, Field, ObjectSchema, WorkspaceSchema
+from pipeline.schema import SERVER_FILLED, Field, ObjectSchema, SelectOption, WorkspaceSchema
 from pipeline.twenty import TwentyClient
 
 SYSTEM_NAMES = frozenset({"id", "createdAt", "name", "position", *SERVER_FILLED})
@@ -29,6 +29,8 @@ class SchemaChanges:
     objects: list[ObjectSchema] = field(default_factory=list)
     fields: list[tuple[str, Field]] = field(default_factory=list)
     """(object name, source field) to create, relations last."""
+    options: list[tuple[str, Field, list[SelectOption]]] = field(default_factory=list)
+    """(object name, the target's select, the source's options it lacks) to add."""
     problems: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -37,6 +39,9 @@ class SchemaChanges:
         for obj, item in self.fields:
             kind = f"relation to {item.relation.target_object}" if item.relation else item.type
             out.append(f"create field {obj}.{item.name} ({kind})")
+        for obj, there, missing in self.options:
+            values = ", ".join(o.value for o in missing)
+            out.append(f"add to {obj}.{there.name} the options {values}")
         return out
 
 
@@ -63,6 +68,9 @@ def schema_changes(
             other = there.field(item.name) if there is not None else None
             if other is not None:
                 changes.problems += _mismatch(obj, item, other)
+                missing = _missing_options(item, other)
+                if missing and other.type == item.type:
+                    changes.options.append((obj.name_singular, other, missing))
                 continue
             if item.relation is not None:
                 if item.relation.type == "MANY_TO_ONE" and item.relation.target_object in chosen:
@@ -86,13 +94,13 @@ def _mismatch(obj: ObjectSchema, item: Field, other: Field) -> list[str]:
             f"the target's {obj.name_singular}.{item.name} is {other.type}, the source's "
             f"{item.type}"
         ]
-    wanted = {o.value for o in item.options} - {o.value for o in other.options}
-    if wanted:
-        return [
-            f"the target's {obj.name_singular}.{item.name} lacks the options "
-            f"{', '.join(sorted(wanted))}: add them in the target's data model"
-        ]
     return []
+
+
+def _missing_options(item: Field, other: Field) -> list[SelectOption]:
+    """The source select's options the target's select lacks (added before the copy)."""
+    have = {o.value for o in other.options}
+    return [o for o in item.options if o.value not in have]
 
 
 def field_body(item: Field, object_id: str, target: WorkspaceSchema) -> dict[str, Any]:
@@ -150,4 +158,28 @@ async def apply_changes(
         if there is None or there.id is None:
             continue
         await client.metadata.create_field(field_body(item, there.id, target))
-    return await load_schema(client) if changes.fields else target
+    for _, select, missing in changes.options:
+        if select.id is None:
+            continue
+        kept = [_option_body(o, i) for i, o in enumerate(select.options)]
+        # the source's options are new in the target: their ids stay behind
+        added = [
+            {k: v for k, v in _option_body(o, len(kept) + i).items() if k != "id"}
+            for i, o in enumerate(missing)
+        ]
+        await client.metadata.update_field(select.id, {"options": kept + added})
+    changed = changes.fields or changes.options
+    return await load_schema(client) if changed else target
+
+
+def _option_body(option: SelectOption, index: int) -> dict[str, Any]:
+    """An option as the metadata API takes it (an existing one keeps its id)."""
+    body: dict[str, Any] = {
+        "value": option.value,
+        "label": option.label,
+        "position": index,
+        "color": option.color or "gray",
+    }
+    if option.id is not None:
+        body["id"] = option.id
+    return body

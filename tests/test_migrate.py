@@ -279,3 +279,62 @@ def test_one_workspace_on_both_sides_is_recognised() -> None:
     box = Path("/tmp/ws.sqlite")
     assert _one_workspace(Settings(sandbox=box), Settings(sandbox=box))
     assert not _one_workspace(Settings(sandbox=box), Settings(sandbox=Path("/tmp/other.sqlite")))
+
+
+def test_options_a_target_select_lacks_are_added_before_the_copy(
+    tmp_path: Path, two: list[Sandbox]
+) -> None:
+    """The source added a LOST stage; the target's stage gains it (its own options kept,
+    with their ids) and the deal arrives in it."""
+    source, target = two
+    stage = next(
+        f
+        for f in source.engine.field_dtos()
+        if f["name"] == "stage" and f["objectMetadataId"] == source.engine.object("opportunity").id
+    )
+    lost = {"value": "LOST", "label": "Lost", "position": 9, "color": "red"}
+    source.engine.update_field(stage["id"], {"options": [*stage["options"], lost]})
+    actor = {"source": "API", "name": "seed", "workspaceMemberId": None, "context": {}}
+    source.engine.create_many(
+        source.engine.object("opportunity"),
+        [{"name": "Gone", "stage": "LOST"}, {"name": "Open", "stage": "NEW"}],
+        upsert=False,
+        actor=actor,
+    )
+    target_stage = next(
+        f
+        for f in target.engine.field_dtos()
+        if f["name"] == "stage" and f["objectMetadataId"] == target.engine.object("opportunity").id
+    )
+    for box in two:
+        box.close()
+    a, b, state = (str(tmp_path / n) for n in ("a.sqlite", "b.sqlite", "m"))
+    args = ["migrate", "--from-sandbox", a, "--to-sandbox", b, "--state-dir", state]
+    dry = CliRunner().invoke(cli, [*args, "--objects", "opportunity", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "add to opportunity.stage the options LOST" in dry.output
+    done = CliRunner().invoke(cli, [*args, "--objects", "opportunity"])
+    assert done.exit_code == 0, done.output
+    reopened = [Sandbox(tmp_path / f"{n}.sqlite", SandboxOptions(throttle=False)) for n in "ab"]
+    try:
+        after = next(
+            f
+            for f in reopened[1].engine.field_dtos()
+            if f["name"] == "stage"
+            and f["objectMetadataId"] == reopened[1].engine.object("opportunity").id
+        )
+        assert after["options"][: len(target_stage["options"])] == target_stage["options"]
+        assert (after["options"][-1]["value"], after["options"][-1]["label"]) == ("LOST", "Lost")
+        source_lost = next(
+            o
+            for f in reopened[0].engine.field_dtos()
+            if f["id"] == stage["id"]
+            for o in f["options"]
+            if o["value"] == "LOST"
+        )
+        assert after["options"][-1]["id"] not in (None, source_lost["id"])  # its own id
+        stages = {r["name"]: r["stage"] for r in records(reopened[1], "opportunity").values()}
+        assert stages == {"Gone": "LOST", "Open": "NEW"}
+    finally:
+        for box in reopened:
+            box.close()
