@@ -224,3 +224,64 @@ async def test_the_source_creation_date_is_kept(project: Path, sandbox: Sandbox)
     assert people(sandbox)["zoe@x.io"]["createdAt"] == "2019-05-02T13:30:00.000Z"
     again = await run_import(project, sandbox, "dated", source=source, restart=True)
     assert (again.created, again.updated) == (0, 1)
+
+
+async def test_country_column_names_in_several_languages_and_unknown_ones(
+    project: Path, sandbox: Sandbox
+) -> None:
+    """A country the column names wins; a blank cell falls back to default_country; a
+    name that is no country is never replaced by the default (the number may be of it)."""
+    (project / "mappings" / "phones.yaml").write_text(
+        "version: 1\nobject: person\nkey: [emails.primaryEmail]\nfields:\n"
+        "  emails.primaryEmail: Email\n"
+        "  phones: {column: Phone, country_column: Country, default_country: FR}\n",
+        encoding="utf-8",
+    )
+    source = project / "phones.csv"
+    source.write_text(
+        "Email,Phone,Country\na@x.com,06 12 34 56 78,France\nb@x.com,030 4986975,Deutschland\n"
+        "c@x.com,(415) 555-0132,us\nd@x.com,06 12 34 56 79,\ne@x.com,06 12 34 56 70,Narnia\n"
+        "f@x.com,+44 20 7946 0958,Atlantis\ng@x.com,06 12 34 56 71,États-Unis\n",
+        encoding="utf-8",
+    )
+    report = await run_import(project, sandbox, "phones", source=source)
+    assert (report.created, report.rejected, report.exit_code) == (5, 2, 3)
+    stored = {
+        k: (
+            v["phones"]["primaryPhoneNumber"],
+            v["phones"]["primaryPhoneCallingCode"],
+            v["phones"]["primaryPhoneCountryCode"],
+        )
+        for k, v in people(sandbox).items()
+    }
+    assert stored == {
+        "a@x.com": ("612345678", "+33", "FR"),
+        "b@x.com": ("304986975", "+49", "DE"),
+        "c@x.com": ("4155550132", "+1", "US"),
+        "d@x.com": ("612345679", "+33", "FR"),
+        "f@x.com": ("2079460958", "+44", "GB"),
+    }
+    reasons_by_row = {r["_row"]: r["_reason"] for r in ledger(project, "phones", "rejects")}
+    assert reasons_by_row["6"] == (
+        "Phone: '06 12 34 56 70' has no +country code and the row's Country 'Narnia' is not "
+        "a country name; write the country as an ISO code (FR) or a name (France), or the "
+        "number with its +country code"
+    )
+    assert reasons_by_row["8"].startswith(
+        "Phone: '06 12 34 56 71' is not a valid phone number for US"
+    )
+
+
+def test_an_unknown_country_drops_the_number_under_drop_value() -> None:
+    r = run(
+        "person",
+        {
+            "emails.primaryEmail": "email",
+            "phones": {"column": "phone", "country_column": "country", "on_invalid": "drop_value"},
+        },
+        {"email": ["a@x.com"], "phone": ["06 12 34 56 78"], "country": ["Narnia"]},
+    )
+    assert reasons(r) == {}
+    assert r.dropped is not None
+    assert r.dropped.select("_column", "_value").rows() == [("phone", "06 12 34 56 78")]
+    assert "the row's country 'Narnia' is not a country name" in r.dropped["_reason"][0]

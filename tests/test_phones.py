@@ -140,10 +140,10 @@ def test_hubspot_export_with_country_column_primary_and_mobile() -> None:
         9: "Phone Number: '01 19 99 81 16' is not a valid phone number for US (no US number "
         "starts with 0); set default_country or country_column, or write it with its "
         "+country code",
-        10: "Phone Number: '06 12 34 56 78' is not a valid phone number for US (default_country; "
-        "the row's country 'Narnia' is not a country name) (no US number starts with 0); "
-        "write the row's country as an ISO code (FR) or English name (France), or the number "
-        "with its +country code",
+        # an unknown country is not replaced by default_country: the number may be of it
+        10: "Phone Number: '06 12 34 56 78' has no +country code and the row's Country/Region "
+        "'Narnia' is not a country name; write the country as an ISO code (FR) or a name "
+        "(France), or the number with its +country code",
     }
 
 
@@ -200,9 +200,9 @@ def test_invalid_for_the_rows_country_names_it() -> None:
         5: "Phone Number: '06 12 34 56 78' has no +country code and no country to read it "
         "with; set default_country or country_column, or write it with its +country code",
         6: "Phone Number: 'call me' is not a phone number",
-        7: "Phone Number: '06 12 34 56 78' has no +country code and the row's country "
-        "'Narnia' is not a country name; write the country as an ISO code (FR) or English "
-        "name (France), set default_country, or write the number with its +country code",
+        7: "Phone Number: '06 12 34 56 78' has no +country code and the row's Country/Region "
+        "'Narnia' is not a country name; write the country as an ISO code (FR) or a "
+        "name (France), or the number with its +country code",
     }
 
 
@@ -267,6 +267,10 @@ def test_primary_and_split_mobiles_into_additional_phones() -> None:
         ("United Kingdom", "GB"),
         ("Germany", "DE"),
         ("Deutschland", "DE"),
+        ("Allemagne", "DE"),
+        ("États-Unis", "US"),
+        ("Reino Unido", "GB"),
+        ("us", "US"),
         ("España", "ES"),
         ("Spain", "ES"),
         ("the Netherlands", "NL"),

@@ -7,7 +7,7 @@ phonenumbers' metadata are run as anchored regexes, with the same national-prefi
 shared-calling-code rules the library applies. What this path does not accept goes to
 phonenumbers itself (:mod:`pipeline.fields.phones`).
 
-A row's country is its ``country_column`` value (ISO code or English name) when that
+A row's country is its ``country_column`` value (ISO code or country name) when that
 names a country, else the spec's ``default_country``.
 """
 
@@ -119,22 +119,30 @@ def _name_key(text: str) -> str:
     return folded.removeprefix("the ")
 
 
+NAME_LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "pt")
+"""Languages whose country names a country column may hold (phonenumbers' locale data),
+English first: a name two languages give two countries keeps its English meaning."""
+
+
 @lru_cache(maxsize=1)
 def _country_table() -> dict[str, str]:
-    """Folded English name or ISO code -> ISO region code (phonenumbers' regions)."""
+    """Folded country name (English, German, French, ...) or ISO code -> ISO region code."""
     table: dict[str, str] = {}
-    for region in phonenumbers.SUPPORTED_REGIONS:
-        table[region.lower()] = region
-        name = _region_display_name(region, "en")
-        if name:
-            table[_name_key(name)] = region
+    for language in NAME_LANGUAGES:
+        for region in phonenumbers.SUPPORTED_REGIONS:
+            name = _region_display_name(region, language)
+            if name:
+                table.setdefault(_name_key(name), region)
     for alias, region in COUNTRY_ALIASES.items():
         table[_name_key(alias)] = region
+    for region in phonenumbers.SUPPORTED_REGIONS:
+        table[region.lower()] = region  # an ISO code is never read as a name
     return table
 
 
 def country_code(text: str | None) -> str | None:
-    """An ISO code or English country name -> ISO region code, or None if unknown."""
+    """An ISO code or a country name (English, German, French, Spanish, Italian, Dutch,
+    Portuguese) -> ISO region code, or None if unknown."""
     if text is None or not text.strip():
         return None
     return _country_table().get(_name_key(text))
@@ -154,7 +162,12 @@ def row_countries(
     distinct = text.drop_nulls().unique().to_list()
     codes = [country_code(t) for t in distinct]
     iso = text.replace_strict(distinct, codes, default=None, return_dtype=pl.String)
-    home = pl.select(pl.when(iso.is_not_null()).then(iso).otherwise(fallback)).to_series()
+    # A country the column names wins; a blank cell falls back to default_country; a
+    # name that is no country leaves the row without one (never the default: the number
+    # may be of that unknown country), so only a number with its +country code loads.
+    home = pl.select(
+        pl.when(iso.is_not_null()).then(iso).when(text.is_null()).then(fallback)
+    ).to_series()
     unknown = pl.select(pl.when(text.is_not_null() & iso.is_null()).then(text)).to_series()
     return home.alias("home"), unknown.alias("unknown")
 

@@ -61,19 +61,25 @@ def _why_invalid(national: str, region: str) -> str:
 
 @lru_cache(maxsize=200_000)
 def parse_one(
-    text: str, region: str | None, origin: str | None, unknown: str | None
+    text: str,
+    region: str | None,
+    origin: str | None,
+    unknown: str | None,
+    column: str | None = None,
 ) -> tuple[str | None, str | None, str | None, str | None]:
     """phonenumbers on one value: (number, region, +code, None) or (None, .., reason).
 
     ``origin`` names where ``region`` came from when it is the row's country column;
-    ``unknown`` is the row's country text when it named no country.
+    ``unknown`` is the row's country text when it named no country, and ``column`` the
+    country column it came from.
     """
     where = f" (the row's {origin})" if origin else ""
+    named = f"the row's {column or 'country'} {unknown!r}"
     if unknown is not None:
         if region:
-            where = f" (default_country; the row's country {unknown!r} is not a country name)"
+            where = f" (default_country; {named} is not a country name)"
         else:
-            where = f" (the row's country {unknown!r} is not a country name)"
+            where = f" ({named} is not a country name)"
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
@@ -95,9 +101,9 @@ def parse_one(
                     None,
                     None,
                     None,
-                    f"'{text}' has no +country code and the row's country {unknown!r} is not "
-                    "a country name; write the country as an ISO code (FR) or English name "
-                    "(France), set default_country, or write the number with its +country code",
+                    f"'{text}' has no +country code and {named} is not "
+                    "a country name; write the country as an ISO code (FR) or a name "
+                    "(France), or the number with its +country code",
                 )
             return (
                 None,
@@ -135,7 +141,7 @@ def _national_reason(
     reason += f" ({_why_invalid(national, region)})"
     if unknown is not None:
         return reason + (
-            "; write the row's country as an ISO code (FR) or English name (France), "
+            "; write the row's country as an ISO code (FR) or a name (France), "
             "or the number with its +country code"
         )
     if origin:
@@ -164,7 +170,7 @@ def to_phone(
 ) -> tuple[pl.Series, pl.Series]:
     """Phone numbers -> (struct of number / country / calling code, error).
 
-    ``countries`` (a per-row country text, ISO code or English name) is read before
+    ``countries`` (a per-row country text, ISO code or country name) is read before
     ``country``; ``origin`` names that column in reasons.
     """
     n = raw.len()
@@ -186,7 +192,7 @@ def to_phone(
         .unique()
     )
     parsed = [
-        parse_one(r, h, f"{origin} {f!r}" if origin and f else None, u)
+        parse_one(r, h, f"{origin} {f!r}" if origin and f else None, u, origin)
         for r, h, u, f in slow.iter_rows()
     ]
     table = slow.with_columns(
