@@ -10,6 +10,7 @@ from __future__ import annotations
 from pipeline.cli import (
     explore,
     exporting,
+    initializing,
     loading,
     migrating,
     planning,
@@ -23,6 +24,7 @@ __all__ = [
     "cli",
     "explore",
     "exporting",
+    "initializing",
     "loading",
     "main",
     "migrating",
