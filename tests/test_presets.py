@@ -146,7 +146,7 @@ def test_salesforce_owner_ids_become_e_mails_through_user_csv(tmp_path: Path) ->
     assert companies["where"] == {"column": "IsDeleted", "not_in": ["1", "true", "TRUE", "True"]}
     assert companies["fields"]["accountOwner"] == {
         "column": "OwnerId",
-        "transform": ["strip", {"regex": ["^0055g000001AbcDAAS$", "alice@example.com"]}],
+        "values": {"0055g000001AbcDAAS": "alice@example.com"},
         "lookup": "userEmail",
         "on_missing": "null",
     }

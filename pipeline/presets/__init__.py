@@ -230,8 +230,8 @@ def _owner_spec(column: str, file: SourceFile, users: dict[str, str]) -> dict[st
     if values.len() == 0:
         return None
     if users:
-        table = [{"regex": [f"^{i}$", e]} for i, e in sorted(users.items())]
-        return {"transform": ["strip", *table], "lookup": "userEmail", "on_missing": "null"}
+        table = dict(sorted(users.items()))
+        return {"values": table, "lookup": "userEmail", "on_missing": "null"}
     emails = int(values.str.contains("@").sum())
     if emails < 0.8 * values.len():
         return None
