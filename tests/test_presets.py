@@ -180,3 +180,40 @@ def test_cli_init_writes_the_job_and_refuses_to_overwrite(tmp_path: Path) -> Non
         cli, ["init", "--from", "hubspot", str(folder), "-o", str(out), "--force"]
     )
     assert forced.exit_code == 0
+
+
+def test_pipedrive_relations_by_name_become_tables_of_ids(tmp_path: Path) -> None:
+    folder = tmp_path / "pd"
+    write(
+        folder,
+        "organizations.csv",
+        "Organization - ID,Organization - Name,Organization - Owner\n"
+        "1,Acme,Alice Ng\n2,Globex,Bob Ruiz\n3,Acme,Bob Ruiz\n",
+    )
+    write(
+        folder,
+        "people.csv",
+        "Person - ID,Person - Name,Person - Organization,Person - Email - Work,"
+        "Person - Email - Home\n11,Zoë Martin,Globex,,zoe@home.io\n12,Bob Stone,Acme,bob@acme.io,\n",
+    )
+    write(folder, "notes.csv", "Note - Content,Note - Person\nCalled,Zoë Martin\n")
+    result = write_job(PRESETS["pipedrive"], folder, tmp_path / "job")
+    assert result.notices == [
+        "people.csv: organizations.csv has 1 name shared by several records; company links "
+        "none of them (counted as links left empty)"
+    ]
+    people = load(tmp_path / "job" / "people.yaml")
+    assert people["fields"]["company"] == {
+        "column": "Person - Organization",
+        "lookup": "pipedriveId",
+        "on_missing": "null",
+        "values": {"Globex": "2"},  # Acme names two organizations: no link rather than a guess
+    }
+    assert people["fields"]["name"] == {"column": "Person - Name"}
+    assert people["fields"]["emails.primaryEmail"]["column"] == [
+        "Person - Email - Work",
+        "Person - Email - Home",
+    ]
+    notes = load(tmp_path / "job" / "notes.yaml")
+    assert notes["key"] == ["bodyV2.markdown"]  # no Note - ID column: ids derived
+    assert notes["fields"]["targets.person"]["values"] == {"Bob Stone": "12", "Zoë Martin": "11"}

@@ -19,12 +19,14 @@ import polars as pl
 import yaml
 
 from pipeline.errors import ConfigError
-from pipeline.presets import hubspot, salesforce
+from pipeline.presets import hubspot, pipedrive, salesforce
 from pipeline.presets.model import FileKind, Preset, Rule, header_key, index_headers
 from pipeline.sources import SourceReader
 from pipeline.yaml_text import comment_text, one_line, yaml_str
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (hubspot.PRESET, salesforce.PRESET)}
+PRESETS: dict[str, Preset] = {
+    p.name: p for p in (hubspot.PRESET, salesforce.PRESET, pipedrive.PRESET)
+}
 SUFFIXES = {".csv", ".tsv", ".txt", ".xlsx"}
 FIRST_ID = [{"regex": ["^\\s*([^;,]+?)\\s*([;,].*)?$", "\\1"]}]
 """The first of ``;``- or ``,``-separated ids."""
@@ -102,7 +104,7 @@ def write_job(preset: Preset, source: Path, out: Path, *, force: bool = False) -
         assert file.kind is not None
         target = out / f"{file.kind.step}.yaml"
         _refuse_overwrite(target, force)
-        text, notices = mapping_text(preset, file, target, users)
+        text, notices = mapping_text(preset, file, target, users, known)
         target.write_text(text, encoding="utf-8")
         result.mappings.append(target)
         result.notices += notices
@@ -143,7 +145,11 @@ def _users(preset: Preset, files: list[SourceFile]) -> dict[str, str]:
 
 
 def mapping_text(
-    preset: Preset, file: SourceFile, target: Path, users: dict[str, str]
+    preset: Preset,
+    file: SourceFile,
+    target: Path,
+    users: dict[str, str],
+    others: list[SourceFile] | None = None,
 ) -> tuple[str, list[str]]:
     """The commented mapping of one recognised file, and the notices it raises."""
     kind = file.kind
@@ -159,7 +165,7 @@ def mapping_text(
         f"object: {kind.object}",
         "source:",
         f"  path: {yaml_str(rel)}",
-        f"key: [{preset.id_field}]",
+        *_key_lines(preset, kind, file),
         "on_duplicate_key: last",
     ]
     for name, value in kind.extra.items():
@@ -168,7 +174,7 @@ def mapping_text(
         lines.append(f"{name}: {_flow(_own_spelling(value, file))}")
     lines.append("fields:")
     for rule in (kind.key, *kind.rules):
-        lines += _rule_lines(rule, file, users, notices)
+        lines += _rule_lines(rule, file, users, notices, others or [])
     unused = [c for c in file.columns if c not in kind.used(file.headers)]
     if unused:
         lines.append("# Columns not mapped (map them above, or leave them out):")
@@ -177,12 +183,31 @@ def mapping_text(
     return "\n".join(one_line(line) for line in lines) + "\n", notices
 
 
+def _key_lines(preset: Preset, kind: FileKind, file: SourceFile) -> list[str]:
+    """The CRM's id as the key; without an id column, the first field mapped (ids derived)."""
+    if kind.key.present(file.headers):
+        return [f"key: [{preset.id_field}]"]
+    first = next((r for r in kind.rules if r.present(file.headers)), None)
+    target = first.target if first else preset.id_field
+    return [
+        f"# CHECK: no {yaml_str(kind.key.columns[0])} column: records are identified by "
+        f"{target} (their ids derived from it), so two with the same {target} are one",
+        f"key: [{target}]",
+    ]
+
+
 def _rule_lines(
-    rule: Rule, file: SourceFile, users: dict[str, str], notices: list[str]
+    rule: Rule,
+    file: SourceFile,
+    users: dict[str, str],
+    notices: list[str],
+    others: list[SourceFile],
 ) -> list[str]:
     columns = rule.present(file.headers)
     where = f"{file.path.name}"
     if not columns:
+        if any(header_key(c) in file.headers for c in rule.unless):
+            return []
         return [f"  # {rule.target}: no {' / '.join(map(yaml_str, rule.columns))} in this file"]
     spec: dict[str, Any] = {"column": columns if rule.several and len(columns) > 1 else columns[0]}
     spec.update(_own_spelling(rule.spec, file))
@@ -197,6 +222,22 @@ def _rule_lines(
                 f"{rule.target} links only the first of each"
             )
             comment += f" (CHECK: {rows} several; only the first is linked)"
+    if rule.by_name is not None:
+        table, shared, source = _names(rule.by_name, others)
+        if source is None:
+            return [
+                f"  # {rule.target}: {yaml_str(columns[0])} names records of the "
+                f"{rule.by_name[0]} file, which is not in this export folder"
+            ]
+        spec["values"] = table
+        comment += f" (a table of the {_count(len(table), 'name')} in {source})"
+        if shared:
+            names = _count(shared, "name")
+            notices.append(
+                f"{where}: {source} has {names} shared by several records; "
+                f"{rule.target} links none of them (counted as links left empty)"
+            )
+            comment += f"; CHECK: {names} shared by several records link none"
     if rule.owner:
         owner = _owner_spec(columns[0], file, users)
         if owner is None:
@@ -223,6 +264,34 @@ def _field_lines(target: str, spec: dict[str, Any]) -> list[str]:
         sort_keys=False,
     )
     return [f"  {part}" for part in block.splitlines()]
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _names(
+    by_name: tuple[str, tuple[str, ...], tuple[str, ...]], others: list[SourceFile]
+) -> tuple[dict[str, str], int, str | None]:
+    """name -> id from the recognised file of ``by_name``'s step; names found twice left out."""
+    step, names, ids = by_name
+    file = next((f for f in others if f.kind is not None and f.kind.step == step), None)
+    if file is None:
+        return {}, 0, None
+    name_col = next(
+        (file.headers[header_key(c)] for c in names if header_key(c) in file.headers), None
+    )
+    id_col = next((file.headers[header_key(c)] for c in ids if header_key(c) in file.headers), None)
+    if name_col is None or id_col is None:
+        return {}, 0, None
+    with SourceReader(file.path) as reader:
+        frame = pl.concat(list(reader.chunks([name_col, id_col])))
+    pairs = frame.select(pl.col(name_col).str.strip_chars(), pl.col(id_col).str.strip_chars())
+    pairs = pairs.drop_nulls().unique()
+    counts = pairs.group_by(name_col).len()
+    shared = counts.filter(pl.col("len") > 1)[name_col].to_list()
+    table = {str(n): str(i) for n, i in pairs.filter(~pl.col(name_col).is_in(shared)).iter_rows()}
+    return dict(sorted(table.items())), len(shared), file.path.name
 
 
 def _owner_spec(column: str, file: SourceFile, users: dict[str, str]) -> dict[str, Any] | None:

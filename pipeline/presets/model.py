@@ -37,9 +37,16 @@ class Rule:
     several: bool = False
     first_id: bool = False
     owner: bool = False
+    by_name: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
+    """The cell names a record of another file (step, its name columns, its id
+    columns): a ``values:`` table from that file turns names into ids."""
+    unless: tuple[str, ...] = ()
+    """Columns whose presence makes another rule map this field instead."""
 
     def present(self, headers: dict[str, str]) -> list[str]:
         """The file's own spelling of this rule's columns that it has, in rule order."""
+        if any(header_key(c) in headers for c in self.unless):
+            return []
         found = [headers[header_key(c)] for c in self.columns if header_key(c) in headers]
         return found if self.several else found[:1]
 
