@@ -45,7 +45,10 @@ class SourceFile:
         """Every value of ``column`` (text, nulls dropped)."""
         with SourceReader(self.path) as reader:
             parts = [chunk[column] for chunk in reader.chunks([column])]
-        return pl.concat(parts).drop_nulls() if parts else pl.Series(column, [], pl.String)
+        if not parts:
+            return pl.Series(column, [], pl.String)
+        texts = pl.concat(parts).drop_nulls().str.strip_chars()
+        return texts.filter(texts != "")
 
 
 @dataclass
@@ -320,6 +323,8 @@ def _own_spelling(value: Any, file: SourceFile) -> Any:
                 del out[name]
             else:
                 out[name] = found
+    if "currency_column" in out:
+        out.pop("currency", None)  # the file says each row's currency
     return out
 
 
