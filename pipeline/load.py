@@ -227,14 +227,12 @@ class LookupResolver:
                     selection=SELECTION,
                 )
                 self.stats.created_targets += len(created)
+                # none of them was live (the query just looked): the run made every one
+                # live, created or restored, and undo deletes them all
                 UndoStore(self.store).created_by_lookup(
                     self.store.run_id or 0,
                     lookup.target.name_singular,
-                    [
-                        (str(r["id"]), r.get("updatedAt"))
-                        for r in created
-                        if r.get("createdAt") and r.get("createdAt") == r.get("updatedAt")
-                    ],
+                    [(str(r["id"]), r.get("updatedAt")) for r in created],
                 )
                 found.update({v: str(r["id"]) for v, r in zip(missing, created, strict=True)})
         lookup.cache.update(found)
@@ -448,8 +446,11 @@ class Loader:
         obj = self.plan.object.name_singular
         run = self.store.run_id
         assert run is not None  # a batch is sent inside a run
+        read = existing is not None
         self.store.mark_done(  # after the targets: a resume sends both
-            batch.id, outcomes, also=lambda: self.undo.write_times(run, obj, written)
+            batch.id,
+            outcomes,
+            also=lambda: self.undo.write_times(run, obj, written, checked=read),
         )
         by_outcome: dict[str, int] = dict(Counter(str(o.outcome) for o in outcomes))
         emit(
@@ -542,14 +543,16 @@ class Loader:
         for item, answer, record_id in zip(items, answers, record_ids, strict=True):
             self._answered[str(record_id)] = answer.get("updatedAt")
             outcome: Outcome
-            created_at_sent = existing is not None and CREATED_AT in item.payload
+            # a read before the call knows which records existed: it decides, not Twenty's
+            # createdAt == updatedAt (a createdAt sent, or an update that changed nothing,
+            # would mislead it)
             if item.identity in self.deleted:
                 outcome = "restored"
                 self.stats.restored += 1
-            elif created_at_sent and str(record_id).lower() not in (existing or set()):
+            elif existing is not None and str(record_id).lower() not in existing:
                 outcome = "created"
                 self.stats.created += 1
-            elif created_at_sent:
+            elif existing is not None:
                 outcome = "updated"
                 self.stats.updated += 1
             elif answer.get("createdAt") and answer.get("createdAt") == answer.get("updatedAt"):

@@ -39,7 +39,7 @@ SCHEMA_VERSION = 2
 STORE_NAME = "state.sqlite"
 OLD_CHECKPOINT = "checkpoint.sqlite"  # schema 1: one run per file
 Outcome = Literal["created", "updated", "restored", "unchanged", "skipped", "rejected"]
-RunStatus = Literal["running", "finished", "abandoned", "undone"]
+RunStatus = Literal["running", "finished", "abandoned", "undone", "partly_undone"]
 LOADED = ("created", "updated", "restored")
 
 SCHEMA = """

@@ -52,8 +52,14 @@ class UndoReport:
     unconfirmed_batches: int = 0
     deletions: int = 0
     updated_links: int = 0
+    interrupted: bool = False
+    """The run never finished: what it did not send is not in the workspace anyway."""
+    done_now: int = 0
+    """Records undone by this invocation (a resumed or forced undo counts only its own)."""
     clock_guard: bool = False
     """The run predates write times: the guard compares with its end, by this clock."""
+    created_at: dict[str, str] = field(default_factory=dict)
+    """Record id -> its createdAt as read for the plan."""
     reads: int = 0
     writes: int = 0
 
@@ -120,11 +126,12 @@ async def plan_undo(
     undo = UndoStore(store, read_only=True)
     report = UndoReport(name, store.path.parent, run.id, run.object)
     report.unconfirmed_batches = _unconfirmed(store, run)
+    report.interrupted = run.status == "running"
     report.deletions = _deletions(store, run)
     stored = undo.actions(run.id)
     if stored:  # planned by an earlier attempt: carry on with it
         report.actions = stored
-        report.already_undone = run.status == "undone"
+        report.already_undone = run.status in ("undone", "partly_undone")
         if force:
             report.actions = [
                 _replace(a, "planned") if a.status == "changed" else a for a in stored
@@ -143,6 +150,7 @@ async def plan_undo(
     report.actions = await _guarded(
         client, schema, run, wanted, written, undo.before_images(run.id), force, report
     )
+    report.actions = _not_older_than_the_run(report.actions, undo.checked(run.id), run, report)
     return report
 
 
@@ -236,6 +244,8 @@ async def _guarded(
             raise ConfigError(f"the workspace has no object {obj!r} any more; nothing to undo")
         for rid, live in (await _read(client, target.names, "id", ids, report)).items():
             now[(obj, rid)] = live
+            if isinstance(live.get("createdAt"), str):
+                report.created_at[rid] = live["createdAt"]
     actions = []
     for (obj, rid), (action, position) in sorted(wanted.items(), key=lambda i: (i[1][1], i[0])):
         record = now.get((obj, rid))
@@ -254,6 +264,41 @@ async def _guarded(
             status, detail = "kept", "no before-image"
         actions.append(PlannedAction(obj, rid, action, status, position, detail))
     return actions
+
+
+CREATED_SLACK = 300.0
+"""Seconds of clock difference allowed between this machine and the server."""
+
+
+def _not_older_than_the_run(
+    actions: list[PlannedAction], checked: set[str], run: Run, report: UndoReport
+) -> list[PlannedAction]:
+    """A record the run counted as created from Twenty's answer alone (createdAt equal to
+    updatedAt), but created before the run began, existed already: an update that changed
+    nothing looks like a create. It is left alone, never deleted."""
+    out = []
+    for action in actions:
+        created = report.created_at.get(action.record_id)
+        when = _when(created)
+        if (
+            action.action == "delete"
+            and action.position == OWN
+            and action.status == "planned"
+            and action.record_id not in checked
+            and when is not None
+            and when.timestamp() < run.started - CREATED_SLACK
+        ):
+            action = PlannedAction(
+                action.object,
+                action.record_id,
+                action.action,
+                "kept",
+                action.position,
+                f"created {created}, before the run began: it existed already (Twenty's "
+                "answer made it look new); left alone",
+            )
+        out.append(action)
+    return out
 
 
 def _changed_since(record: dict[str, Any], written: str | None, run: Run) -> str | None:
@@ -334,6 +379,7 @@ async def carry_out(
             part = [a.record_id for a in items[start : start + batch_size]]
             undo.mark(report.run, obj, part, "sent", None)
             report.writes += 1
+            report.done_now += len(part)
             if action == "restore_values":
                 answers = await client.upsert_many(
                     target.names,
@@ -362,6 +408,7 @@ async def carry_out(
     if all(a.status in FINAL for a in report.actions):
         undo.finish(
             report.run,
+            partly=any(a.status == "changed" for a in report.actions),
             forgotten=[
                 a.record_id
                 for a in report.actions

@@ -33,7 +33,8 @@ TABLES = (
     PRIMARY KEY (run, record_id))""",
     """CREATE TABLE IF NOT EXISTS undo_writes (
     run INTEGER NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
-    created INTEGER NOT NULL, updated_at TEXT, PRIMARY KEY (run, object, record_id))""",
+    created INTEGER NOT NULL, updated_at TEXT, checked INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run, object, record_id))""",
     """CREATE TABLE IF NOT EXISTS undo_actions (
     run INTEGER NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
     action TEXT NOT NULL, status TEXT NOT NULL, position INTEGER NOT NULL,
@@ -83,12 +84,22 @@ class UndoStore:
                 ],
             )
 
-    def write_times(self, run: int, obj: str, written: Iterable[tuple[str, str | None]]) -> None:
-        """The ``updatedAt`` Twenty answered for records a run wrote (inside a transaction)."""
+    def write_times(
+        self,
+        run: int,
+        obj: str,
+        written: Iterable[tuple[str, str | None]],
+        *,
+        checked: bool = False,
+    ) -> None:
+        """The ``updatedAt`` Twenty answered for records a run wrote (inside a transaction).
+
+        ``checked``: a read before the call told creates from updates, not the answer.
+        """
         self.db.executemany(
-            "INSERT INTO undo_writes VALUES (?, ?, ?, 0, ?) ON CONFLICT(run, object, record_id) "
-            "DO UPDATE SET updated_at = excluded.updated_at",
-            [(run, obj, record_id.lower(), at) for record_id, at in written],
+            "INSERT INTO undo_writes VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT(run, object, record_id) "
+            "DO UPDATE SET updated_at = excluded.updated_at, checked = excluded.checked",
+            [(run, obj, record_id.lower(), at, int(checked)) for record_id, at in written],
         )
 
     def created_by_lookup(
@@ -97,7 +108,7 @@ class UndoStore:
         """Records a run created for ``on_missing: create`` lookups."""
         with self.store.transaction():
             self.db.executemany(
-                "INSERT OR REPLACE INTO undo_writes VALUES (?, ?, ?, 1, ?)",
+                "INSERT OR REPLACE INTO undo_writes VALUES (?, ?, ?, 1, ?, 1)",
                 [(run, obj, record_id.lower(), at) for record_id, at in created],
             )
 
@@ -135,6 +146,17 @@ class UndoStore:
             (str(o), str(i)): (str(at) if at else None)
             for o, i, at in self.db.execute(
                 "SELECT object, record_id, updated_at FROM undo_writes WHERE run = ?", (run,)
+            )
+        }
+
+    def checked(self, run: int) -> set[str]:
+        """Ids whose create-or-update outcome a read confirmed (not Twenty's answer alone)."""
+        if not self._has("undo_writes"):
+            return set()
+        return {
+            str(i)
+            for (i,) in self.db.execute(
+                "SELECT record_id FROM undo_writes WHERE run = ? AND checked = 1", (run,)
             )
         }
 
@@ -189,7 +211,9 @@ class UndoStore:
                 [(status, detail, now, run, obj, i) for i in ids],
             )
 
-    def finish(self, run: int, *, forgotten: Sequence[str], stale: Sequence[str]) -> None:
+    def finish(
+        self, run: int, *, forgotten: Sequence[str], stale: Sequence[str], partly: bool = False
+    ) -> None:
         """The run is undone: marked so, and the keys it wrote no longer believed.
 
         ``forgotten``: ids of records deleted again (their keys known deleted);
@@ -207,4 +231,7 @@ class UndoStore:
                 "UPDATE keys SET content_hash = NULL, last_seen = ? WHERE lower(record_id) = ?",
                 [(now, i) for i in stale],
             )
-            self.db.execute("UPDATE runs SET status = 'undone', ended = ? WHERE id = ?", (now, run))
+            self.db.execute(
+                "UPDATE runs SET status = ?, ended = ? WHERE id = ?",
+                ("partly_undone" if partly else "undone", now, run),
+            )

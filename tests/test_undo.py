@@ -17,7 +17,7 @@ from pipeline.runner import import_file
 from pipeline.sandbox import Sandbox
 from pipeline.schema import load_schema
 from pipeline.state import StateStore
-from pipeline.twenty import TwentyClient
+from pipeline.twenty import ObjectNames, TwentyClient
 from pipeline.undo import carry_out, choose_run, plan_undo
 from tests.test_import import client_for, project, sandbox
 from tests.test_sync import CountingTransport, rest, stored_people_all
@@ -336,3 +336,96 @@ async def test_a_run_recorded_before_undo_existed_is_still_undone(
     done = await undo(project, sandbox)
     assert done.clock_guard
     assert done.counts() == {("person", "delete", "done"): 70}
+
+
+async def test_companies_a_lookup_made_live_again_are_undone_too(
+    project: Path, sandbox: Sandbox
+) -> None:
+    """on_missing: create, undone, imported again (the upsert restores the companies
+    rather than creating them), undone again: no company is left live."""
+    path = project / "mappings" / "crowd.yaml"
+    path.write_text(
+        "version: 1\nobject: person\nkey: [emails.primaryEmail]\nfields:\n"
+        "  emails.primaryEmail: email\n"
+        "  company: {column: web, lookup: domainName.primaryLinkUrl, on_missing: create}\n",
+        encoding="utf-8",
+    )
+    source = project / "crowd.csv"
+    source.write_text("email,web\na@x.io,newco-one.com\nb@x.io,newco-two.com\n", encoding="utf-8")
+
+    async def live_companies() -> int:
+        async with client_for(sandbox) as client:
+            page = await client.find_many(ObjectNames("company", "companies"), limit=50)
+            return len(page.records)
+
+    for _ in range(2):
+        async with client_for(sandbox) as client:
+            await import_file(
+                load_mapping(path), client, state_dir=project / "state", source=source, restart=True
+            )
+        assert await live_companies() == 2
+        done = await undo(project, sandbox)
+        assert done.counts()[("company", "delete", "done")] == 2
+        assert await live_companies() == 0
+
+
+async def test_a_record_that_existed_before_the_run_is_never_deleted(
+    project: Path, sandbox: Sandbox
+) -> None:
+    """An update that changes nothing can answer createdAt == updatedAt, as a create does:
+    a record the run counted as created but created long before it began is kept."""
+    import sqlite3
+
+    await load(project, sandbox, crowd(project, "one.csv", [(1, "P1", "Old")]))
+    await load(project, sandbox, crowd(project, "two.csv", [(1, "P1", "Old"), (2, "P2", "New")]))
+    people = await stored_people_all(sandbox)
+    old_id = people["p1@x.io"]["id"]
+    db = sqlite3.connect(project / "state" / "crowd" / "state.sqlite")
+    db.execute("UPDATE rows SET outcome = 'created' WHERE run = 2 AND record_id = ?", (old_id,))
+    db.commit()
+    db.close()
+    box = sqlite3.connect(sandbox.engine.database.path)
+    box.execute(
+        "UPDATE records SET data = json_set(data, '$.createdAt', '2020-01-01T00:00:00.000Z') "
+        "WHERE id = ?",
+        (old_id,),
+    )
+    box.commit()
+    box.close()
+    done = await undo(project, sandbox)
+    kept = [a for a in done.actions if a.record_id == old_id]
+    assert [(a.action, a.status) for a in kept] == [("delete", "kept")]
+    assert "before the run began: it existed already" in (kept[0].detail or "")
+    people = await stored_people_all(sandbox)
+    assert people["p1@x.io"]["deletedAt"] is None
+    assert people["p2@x.io"]["deletedAt"] is not None
+
+
+def test_a_job_undo_stops_where_the_guard_kept_records(project: Path) -> None:
+    """People the guard keeps may link to the companies of the step before: that step is
+    not undone, and the output says why."""
+    runner = CliRunner()
+    env = {"TWENTY_SANDBOX": str(project / "ws.sqlite"), "TWENTY_STATE_DIR": str(project / "st")}
+    job = str(project / "mappings" / "demo-job.yaml")
+    assert runner.invoke(cli, ["run", job, "--undoable"], env=env).exit_code == 3
+    later = runner.invoke(cli, ["import", str(project / "mappings" / "people.yaml")], env=env)
+    assert later.exit_code == 3, later.output  # updates the job's people: changed since
+    done = runner.invoke(cli, ["undo", job], env=env)
+    assert done.exit_code == 3, done.output
+    assert "not undone: companies. people kept 6 records changed since the run" in done.output
+    box = Sandbox(project / "ws.sqlite")
+    try:
+        live = box.engine.find_many(box.engine.object("company"), limit=50).records
+        assert len(live) == 7
+    finally:
+        box.close()
+    status = runner.invoke(cli, ["status", "--state-dir", str(project / "st" / "demo")])
+    assert "people: partly undone" in status.output
+    forced = runner.invoke(cli, ["undo", job, "--force"], env=env)
+    assert forced.exit_code == 0, forced.output
+    box = Sandbox(project / "ws.sqlite")
+    try:
+        assert box.engine.find_many(box.engine.object("company"), limit=50).records == []
+        assert box.engine.find_many(box.engine.object("person"), limit=50).records == []
+    finally:
+        box.close()

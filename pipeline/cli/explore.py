@@ -120,7 +120,11 @@ def status(name: str | None, state_dir: str | None) -> None:
         if run is None:
             click.echo(f"{item.name}: no run yet")
             continue
-        state = {"finished": "complete", "undone": "undone (`undo`)"}.get(run.status, "incomplete")
+        state = {
+            "finished": "complete",
+            "undone": "undone (`undo`)",
+            "partly_undone": "partly undone (records changed since were kept; `undo --force`)",
+        }.get(run.status, "incomplete")
         click.echo(f"{item.name}: {state} - {run.source} -> {run.object}")
         click.echo(
             f"  runs: {item.runs:,} (last: #{run.id}, {run.attempts:,} attempt(s)); "

@@ -61,16 +61,18 @@ def undo(name: str, run_id: int | None, dry_run: bool, force: bool, **flags: Any
     and records it updated get their earlier values back when the run was made with
     --undoable. A record changed since the run wrote it is left alone unless --force.
     Paced, checkpointed (a killed undo resumes), and recorded in undo.csv. Exit 0 all
-    undone, 3 some records left alone or not undoable, 2 nothing to undo.
+    undone (or undone already), 3 some records left alone or not undoable, 2 no such
+    mapping, job or run.
 
     Example: twenty-pipeline undo mappings/people.yaml --sandbox --dry-run
     """
     settings = settings_from(flags)
-    folders = _folders(name, settings.state_dir)
-    if run_id is not None and len(folders) > 1:
+    folders, is_job = _folders(name, settings.state_dir)
+    if run_id is not None and is_job:
+        steps = ", ".join(str(f.relative_to(settings.state_dir)) for f in folders)
         raise ConfigError(
             f"--run names a run of one mapping, and {name} is a job; undo one step with "
-            f"its state folder name ({', '.join(f.name for f in folders)}) and --run"
+            f"its state folder name ({steps}) and --run"
         )
     try:
         reports = run_async(_undo_all(folders, settings, run_id, dry_run, force))
@@ -85,9 +87,10 @@ def undo(name: str, run_id: int | None, dry_run: bool, force: bool, **flags: Any
         raise click.exceptions.Exit(EXIT_REJECTED)
 
 
-def _folders(name: str, state_dir: Path) -> list[Path]:
-    """The state folders to undo, the step that ran last first for a job."""
+def _folders(name: str, state_dir: Path) -> tuple[list[Path], bool]:
+    """The state folders to undo (the step that ran last first), and whether it is a job."""
     path = Path(name)
+    is_job = False
     if path.is_file():
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -98,6 +101,7 @@ def _folders(name: str, state_dir: Path) -> list[Path]:
 
             job = load_job(path)
             folders = [state_dir / job.name / s.name for s in job.steps]
+            is_job = True
         else:
             from pipeline.mapping import load_mapping
             from pipeline.runner import state_folder
@@ -107,13 +111,14 @@ def _folders(name: str, state_dir: Path) -> list[Path]:
         folders = [state_dir / name]
     else:
         folders = sorted(p.parent for p in (state_dir / name).glob(f"*/{STORE_NAME}"))
+        is_job = True
     folders = [f for f in folders if (f / STORE_NAME).exists()]
     if not folders:
         raise ConfigError(
             f"{name}: no state store under {state_dir}: nothing was imported with it "
             "(`twenty-pipeline status` lists what was)"
         )
-    return sorted(folders, key=_last_started, reverse=True)
+    return sorted(folders, key=_last_started, reverse=True), is_job
 
 
 def _last_started(folder: Path) -> float:
@@ -127,12 +132,21 @@ async def _undo_all(
 ) -> list[UndoReport]:
     from pipeline.schema import load_schema
 
-    reports = []
+    reports: list[UndoReport] = []
     async with open_workspace(settings) as client:
         schema = await load_schema(client)
-        for folder in folders:
+        for position, folder in enumerate(folders):
+            if reports and reports[-1].left_alone and not force and not dry_run:
+                held = reports[-1]
+                rest = ", ".join(f.name for f in folders[position:])
+                click.echo(
+                    f"not undone: {rest}. {held.name} kept {held.left_alone:,} records changed "
+                    "since the run, which may link to records of the steps before it: undo "
+                    "those steps one by one, or run again with --force"
+                )
+                break
             with (
-                state_lock(folder, f"an undo of {folder.name}"),
+                state_lock(folder, f"another command on {folder.name}"),
                 StateStore(folder / STORE_NAME) as store,
             ):
                 run = choose_run(store, run_id)
@@ -143,10 +157,7 @@ async def _undo_all(
                     click.echo(f"plan written to {folder / 'undo-plan.csv'}; nothing was sent")
                 elif not report.already_undone or force:
                     await _carry_out(store, client, schema, report, settings)
-                    _ledger(folder / "undo.csv", report)
-                    (folder / "undo-report.json").write_text(
-                        json.dumps(report.as_dict(), indent=2), encoding="utf-8"
-                    )
+                    _write_ledgers(folder, report)
                     _print_done(report, folder)
             reports.append(report)
     return reports
@@ -179,12 +190,23 @@ def _print_plan(report: UndoReport, dry_run: bool) -> None:
     head = "plan: " if dry_run else ""
     click.echo(f"{head}undo of run {report.run} of {report.name} ({report.object}):")
     if report.already_undone and not any(a.status in ("planned", "sent") for a in report.actions):
-        click.echo("  this run was undone already; nothing to do")
+        if report.left_alone:
+            click.echo(
+                f"  this run was undone but for {report.left_alone:,} records changed since it "
+                "wrote them (listed in undo.csv); --force undoes them too"
+            )
+        else:
+            click.echo("  this run was undone already; nothing to do")
         return
     for (obj, action, status), count in sorted(report.counts().items()):
         click.echo(f"  {obj:<16}{WORDS[action]:<38}{STATUS_WORDS[status]:<36}{count:>8,}")
     if not report.actions:
         click.echo("  the run wrote no record")
+    if report.interrupted:
+        click.echo(
+            "  this run was interrupted: the rows it never sent are not in the workspace; "
+            "undo takes back what Twenty confirmed"
+        )
     if report.unconfirmed_batches:
         click.echo(
             f"  {report.unconfirmed_batches:,} batches were sent but never confirmed: records "
@@ -208,10 +230,30 @@ def _print_plan(report: UndoReport, dry_run: bool) -> None:
 
 
 def _print_done(report: UndoReport, folder: Path) -> None:
-    done = sum(1 for a in report.actions if a.status in ("done", "gone"))
-    click.echo(
-        f"undone: {done:,} records in {report.writes:,} write calls; ledger {folder / 'undo.csv'}"
-    )
+    if not report.done_now:
+        click.echo(f"nothing left to undo; ledger {folder / 'undo.csv'}")
+    else:
+        click.echo(
+            f"undone: {report.done_now:,} records in {report.writes:,} write calls; "
+            f"ledger {folder / 'undo.csv'}"
+        )
+    if report.left_alone:
+        click.echo(
+            f"  {report.left_alone:,} records changed since the run were left alone "
+            "(listed in undo.csv); --force undoes them too"
+        )
+
+
+def _write_ledgers(folder: Path, report: UndoReport) -> None:
+    """undo.csv and undo-report.json, kept per run and published as the latest."""
+    from pipeline.ledgers import publish, run_folder
+
+    kept = run_folder(folder, report.run)
+    kept.mkdir(parents=True, exist_ok=True)
+    _ledger(kept / "undo.csv", report)
+    (kept / "undo-report.json").write_text(json.dumps(report.as_dict(), indent=2), encoding="utf-8")
+    for name in ("undo.csv", "undo-report.json"):
+        publish(kept / name, folder / name)
 
 
 def _ledger(path: Path, report: UndoReport) -> None:
