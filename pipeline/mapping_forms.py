@@ -15,6 +15,8 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import polars as pl
+
 OnInvalid = Literal["reject_row", "drop_value"]
 ON_INVALID: tuple[OnInvalid, ...] = ("reject_row", "drop_value")
 OPERATORS = ("in", "not_in", "not_empty", "empty")
@@ -29,7 +31,10 @@ def parse_timezone(raw: Any, where: str, problems: list[str]) -> str | None:
         return None
     try:
         zoneinfo.ZoneInfo(raw.strip())
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        # polars converts with its own zone table: "localtime" and "Factory" are files of
+        # tzdata that it does not know, and would fail the run in normalize
+        pl.Series([None], dtype=pl.Datetime("ms")).dt.replace_time_zone(raw.strip())
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, pl.exceptions.PolarsError):
         problems.append(
             f"{where}: timezone {raw!r} is not a known time zone (write it like "
             "Europe/Paris, America/New_York or UTC)"

@@ -101,6 +101,15 @@ def test_an_unknown_time_zone_is_a_mapping_error() -> None:
     assert "timezone 'Europe/Pariss' is not a known time zone" in str(err.value)
 
 
+@pytest.mark.parametrize("name", ["localtime", "Factory"])
+def test_a_tzdata_file_polars_does_not_know_is_a_mapping_error(name: str) -> None:
+    """zoneinfo reads these files, polars' zone table has no such zone: refused at load,
+    not a ComputeError in the middle of the run."""
+    with pytest.raises(MappingError) as err:
+        opp({"closeDate": {"column": "when", "timezone": name}}, {"when": ["2024-01-01"]})
+    assert f"timezone {name!r} is not a known time zone" in str(err.value)
+
+
 def test_rows_that_do_not_meet_where_are_skipped_not_rejected() -> None:
     r = run(
         "person",
