@@ -294,3 +294,25 @@ def test_an_unknown_country_drops_the_number_under_drop_value() -> None:
     assert r.dropped is not None
     assert r.dropped.select("_column", "_value").rows() == [("phone", "06 12 34 56 78")]
     assert "the row's country 'Narnia' is not a country name" in r.dropped["_reason"][0]
+
+
+def test_the_import_summary_says_which_where_skipped_the_rows(project: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    mapping = project / "mappings" / "staged.yaml"
+    mapping.write_text(
+        "version: 1\nobject: person\nkey: [emails.primaryEmail]\n"
+        'where: {column: "Lifecycle Stage", not_in: [other]}\n'
+        "fields:\n  emails.primaryEmail: email\n",
+        encoding="utf-8",
+    )
+    source = project / "staged.csv"
+    source.write_text("email,Lifecycle Stage\na@x.io,lead\nb@x.io,other\n", encoding="utf-8")
+    state = ["--state-dir", str(project / "state"), "--quiet"]
+    result = CliRunner().invoke(
+        cli, ["import", str(mapping), str(source), "--sandbox", str(project / "ws.sqlite"), *state]
+    )
+    assert result.exit_code == 0, result.output
+    assert "  skipped            1 (where: Lifecycle Stage is none of 'other')" in result.output

@@ -228,7 +228,7 @@ def import_(
                 f"interrupted: the state store in {folder} is intact; "
                 f"run the same command {again} to resume"
             ) from None
-    print_import(report)
+    print_import(report, where_text(mapping))
     if report.exit_code == EXIT_REJECTED and not report.already_done:
         notice(settings, f"import {mapping.name}: {needs_a_look(report)}")
     if report.exit_code:
@@ -319,7 +319,13 @@ def needs_a_look(report: ImportReport) -> str:
     return f"{', '.join(parts)}; see {report.rejects_file}"
 
 
-def print_import(report: ImportReport) -> None:
+def where_text(mapping: Mapping) -> str:
+    """The mapping's ``where:`` in words for a summary ("" without one)."""
+    return " and ".join(c.describe() for c in mapping.conditions)
+
+
+def print_import(report: ImportReport, where: str = "") -> None:
+    """The import's figures; ``where`` (the mapping's conditions) explains the skipped rows."""
     if report.already_done:
         click.echo(
             f"{report.mapping}: this file was imported to the end by run {report.run_id}; "
@@ -338,7 +344,8 @@ def print_import(report: ImportReport) -> None:
     ]
     for label, value in rows:
         if value or label in ("read", "rejected"):
-            click.echo(f"  {label:<10}{value:>10,}")
+            why = f" (where: {where})" if label == "skipped" and where else ""
+            click.echo(f"  {label:<10}{value:>10,}{why}")
     if report.values_dropped:
         click.echo(
             f"  {report.values_dropped:,} values dropped from loaded rows (on_invalid: "

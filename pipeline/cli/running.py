@@ -21,7 +21,7 @@ from pipeline.cli.base import (
     wait_option,
     workspace_options,
 )
-from pipeline.cli.loading import ImportProgress, needs_a_look, print_import
+from pipeline.cli.loading import ImportProgress, needs_a_look, print_import, where_text
 from pipeline.cli.planning import options_from, plan_options
 from pipeline.errors import Interrupted
 from pipeline.workspace import open_workspace
@@ -217,7 +217,7 @@ def _print_job(report: JobReport, settings: Settings) -> None:
     for position, result in enumerate(report.steps, start=1):
         click.echo(f"step {position}/{len(report.steps)} {result.step.name}: {result.status}")
         if result.report is not None:
-            print_import(result.report)
+            print_import(result.report, where_text(result.step.mapping))
             if result.deletions is not None:
                 click.echo(f"  {_deletions_line(result.deletions)}")
         if result.error is not None:
