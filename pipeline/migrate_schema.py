@@ -11,6 +11,7 @@ Twenty release does not have, a field of the same name with another type.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,9 +163,9 @@ async def apply_changes(
         if select.id is None:
             continue
         kept = [_option_body(o, i) for i, o in enumerate(select.options)]
-        # the source's options are new in the target: their ids stay behind
+        # the source's options are new in the target: ids of their own
         added = [
-            {k: v for k, v in _option_body(o, len(kept) + i).items() if k != "id"}
+            {**_option_body(o, len(kept) + i), "id": str(uuid.uuid4())}
             for i, o in enumerate(missing)
         ]
         await client.metadata.update_field(select.id, {"options": kept + added})

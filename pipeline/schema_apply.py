@@ -13,6 +13,7 @@ another type, or not unique when ``create:`` asks for a unique one.
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +97,25 @@ def plan_schema(mappings: list[Mapping], schema: WorkspaceSchema) -> SchemaPlan:
                     _add_options(plan, obj, existing, _wanted(spec, _labels(mapping, spec)))
             elif existing is not None and existing.options and spec.values:
                 _add_options(plan, obj, existing, _wanted(spec, []))
+    plan.problems += _label_problems(plan)
     return plan
+
+
+def _label_problems(plan: SchemaPlan) -> list[str]:
+    """Labels Twenty refuses (a comma, more than 63 characters): listed before any change."""
+    problems = []
+    for change in plan.changes:
+        for option in change.body.get("options", []):
+            if option["value"] not in change.added:
+                continue
+            label = str(option["label"])
+            if "," in label or len(label) > 63:
+                problems.append(
+                    f"{change.object.name_singular}.{change.name}: the option label {label!r} "
+                    "has a comma or more than 63 characters, which Twenty refuses: map that "
+                    "text to an option with a values: table"
+                )
+    return problems
 
 
 def _mismatch(where: str, existing: Field, spec: FieldSpec) -> list[str]:
@@ -142,10 +161,19 @@ def _grow(change: FieldChange, labels: list[str], spec: FieldSpec) -> None:
             continue
         have.add(value)
         position = len(options)
-        options.append(
-            {"value": value, "label": label, "position": position, "color": _color(position)}
-        )
+        options.append(_option(value, label, position))
         change.added.append(value)
+
+
+def _option(value: str, label: str, position: int) -> dict[str, Any]:
+    """A new option as Twenty's options input wants it: its own UUID, value, label, place."""
+    return {
+        "id": str(uuid.uuid4()),
+        "value": value,
+        "label": label,
+        "position": position,
+        "color": _color(position),
+    }
 
 
 def _add_options(
@@ -163,10 +191,7 @@ def _add_options(
         plan.changes.append(change)
     options = change.body["options"]
     for value, label in missing:
-        position = len(options)
-        options.append(
-            {"value": value, "label": label, "position": position, "color": _color(position)}
-        )
+        options.append(_option(value, label, len(options)))
         change.added.append(value)
 
 

@@ -197,3 +197,17 @@ async def test_the_sandbox_checks_a_field_update_as_twenty_does(tmp_path: Path) 
             assert all(o["id"] for o in updated["options"])
     finally:
         box.close()
+
+
+def test_a_label_twenty_refuses_stops_apply_with_the_fix(tmp_path: Path) -> None:
+    folder, env = project(tmp_path)
+    (folder / "contacts.csv").write_text(
+        'Record ID,Email,Lifecycle Stage\n201,zoe@x.io,"Lead, hot"\n', encoding="utf-8"
+    )
+    result = CliRunner().invoke(cli, ["schema", "apply", str(folder / "people.yaml")], env=env)
+    assert result.exit_code == 2
+    assert (
+        "person.lifecycleStage: the option label 'Lead, hot' has a comma or more than 63 "
+        "characters, which Twenty refuses: map that text to an option with a values: table"
+    ) in result.output
+    assert "hubspotId" not in fields_of(folder / "ws.sqlite", "person")
