@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pipeline.mapping import FieldSpec, Mapping
@@ -65,11 +66,19 @@ class SchemaPlan:
     problems: list[str] = field(default_factory=list)
 
 
-def plan_schema(mappings: list[Mapping], schema: WorkspaceSchema) -> SchemaPlan:
-    """The fields and options ``mappings`` need that ``schema`` lacks."""
+Source = Path | None
+"""A job step's own source file (None: the mapping's ``source.path``)."""
+
+
+def plan_schema(
+    mappings: list[Mapping] | list[tuple[Mapping, Source]], schema: WorkspaceSchema
+) -> SchemaPlan:
+    """The fields and options ``mappings`` (each with its step's source) need that ``schema``
+    lacks."""
     plan = SchemaPlan()
     planned: dict[tuple[str, str], FieldChange] = {}
-    for mapping in mappings:
+    for item in mappings:
+        mapping, source = item if isinstance(item, tuple) else (item, None)
         obj = schema.object(mapping.object)
         if obj is None:
             plan.problems.append(
@@ -83,7 +92,7 @@ def plan_schema(mappings: list[Mapping], schema: WorkspaceSchema) -> SchemaPlan:
             where = f"{mapping.path}:{spec.line}: {obj.name_singular}.{name}"
             if spec.create is not None and existing is None:
                 key = (obj.name_singular, name)
-                labels = _labels(mapping, spec) if spec.create.type in OPTION_TYPES else []
+                labels = _labels(mapping, spec, source) if spec.create.type in OPTION_TYPES else []
                 if key in planned:
                     _grow(planned[key], labels, spec)
                     continue
@@ -94,7 +103,7 @@ def plan_schema(mappings: list[Mapping], schema: WorkspaceSchema) -> SchemaPlan:
                 wrong = _mismatch(where, existing, spec)
                 plan.problems += wrong
                 if not wrong and existing.type in OPTION_TYPES:
-                    _add_options(plan, obj, existing, _wanted(spec, _labels(mapping, spec)))
+                    _add_options(plan, obj, existing, _wanted(spec, _labels(mapping, spec, source)))
             elif existing is not None and existing.options and spec.values:
                 _add_options(plan, obj, existing, _wanted(spec, []))
     plan.problems += _label_problems(plan)
@@ -228,13 +237,13 @@ def _wanted(spec: FieldSpec, labels: list[str]) -> list[tuple[str, str]]:
     return list(out.items())
 
 
-def _labels(mapping: Mapping, spec: FieldSpec) -> list[str]:
+def _labels(mapping: Mapping, spec: FieldSpec, source: Source = None) -> list[str]:
     """The distinct texts of the spec's column in the mapping's source, first seen first."""
     if spec.column is None:
         return []
     nulls = set(mapping.source.null_values) | {""}
     seen: dict[str, None] = {}
-    with SourceReader(source_path(mapping, None), mapping.source) as reader:
+    with SourceReader(source_path(mapping, source), mapping.source) as reader:
         if spec.column not in reader.columns:
             return []
         for chunk in reader.chunks([spec.column]):

@@ -211,3 +211,22 @@ def test_a_label_twenty_refuses_stops_apply_with_the_fix(tmp_path: Path) -> None
         "characters, which Twenty refuses: map that text to an option with a values: table"
     ) in result.output
     assert "hubspotId" not in fields_of(folder / "ws.sqlite", "person")
+
+
+def test_a_job_step_s_own_source_gives_the_options(tmp_path: Path) -> None:
+    folder, env = project(tmp_path)
+    (folder / "tonight.csv").write_text(
+        "Record ID,Email,Lifecycle Stage\n301,vip@x.io,VIP\n", encoding="utf-8"
+    )
+    (folder / "nightly.yaml").write_text(
+        "version: 1\nname: nightly\nsteps:\n  - mapping: people.yaml\n    source: tonight.csv\n",
+        encoding="utf-8",
+    )
+    plan = CliRunner().invoke(
+        cli, ["schema", "apply", str(folder / "nightly.yaml"), "--dry-run"], env=env
+    )
+    assert plan.exit_code == 0, plan.output
+    assert (
+        "  create field person.lifecycleStage (SELECT, label 'Lifecycle stage') with the "
+        "options VIP" in plan.output.splitlines()
+    )

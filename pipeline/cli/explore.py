@@ -220,7 +220,7 @@ def _mappings_of(target: str) -> list[Any]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
-        return [load_mapping(path)]  # its own one-line error
+        return [(load_mapping(path), None)]  # its own one-line error
     if isinstance(raw, dict) and "steps" in raw:
-        return [step.mapping for step in load_job(path).steps]
-    return [load_mapping(path)]
+        return [(step.mapping, step.source) for step in load_job(path).steps]
+    return [(load_mapping(path), None)]
