@@ -37,12 +37,6 @@ class DeletionStore:
         if not read_only:
             self.db.execute(TABLE)
 
-    def _has_table(self) -> bool:
-        found = self.db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deletions'"
-        ).fetchone()
-        return found is not None
-
     def live_keys(self) -> pl.DataFrame:
         """Every key the workspace confirmed and no deletion took back: key, record_id."""
         rows = self.db.execute("SELECT key, record_id FROM keys WHERE deleted = 0").fetchall()
@@ -53,7 +47,7 @@ class DeletionStore:
 
     def interrupted(self) -> set[str]:
         """Keys sent for deletion by a call whose answer never came back."""
-        if not self._has_table():
+        if not self.store.has_table("deletions"):
             return set()
         return {r[0] for r in self.db.execute("SELECT key FROM deletions WHERE outcome = 'sent'")}
 
@@ -90,7 +84,7 @@ class DeletionStore:
 
     def of_run(self, run: int) -> list[tuple[str, str, str]]:
         """(key, record id, outcome) of every deletion of ``run``, by key."""
-        if not self._has_table():
+        if not self.store.has_table("deletions"):
             return []
         return [
             (str(k), str(i), str(o))

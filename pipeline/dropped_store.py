@@ -38,12 +38,6 @@ class DroppedValues:
         if not read_only:
             self.db.execute(TABLE)
 
-    def _has_table(self) -> bool:
-        found = self.db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dropped_values'"
-        ).fetchone()
-        return found is not None
-
     def record(self, run: int, dropped: pl.DataFrame, columns: list[str]) -> None:
         """The lines of a prepared chunk (its row text, ``_column``, ``_value``, ``_reason``)."""
         if not dropped.height:
@@ -66,14 +60,14 @@ class DroppedValues:
 
     def count(self, run: int) -> int:
         """Values dropped from rows Twenty confirmed."""
-        if not self._has_table():
+        if not self.store.has_table("dropped_values"):
             return 0
         found = self.db.execute(f"SELECT COUNT(*) FROM ({LOADED_ROWS})", (run,)).fetchone()
         return int(found[0])
 
     def lines(self, run: int) -> Iterator[tuple[int, str, str | None, str, dict[str, str]]]:
         """(row, column, value, reason, row text) of the values dropped from loaded rows."""
-        if not self._has_table():
+        if not self.store.has_table("dropped_values"):
             return
         for row, col, value, reason, original in self.db.execute(
             f"{LOADED_ROWS} ORDER BY d.row, d.col", (run,)

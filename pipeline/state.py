@@ -214,6 +214,13 @@ class StateStore:
     def _tx(self) -> _Transaction:
         return _Transaction(self.db)
 
+    def has_table(self, name: str) -> bool:
+        """Whether the store holds table ``name`` (an older store may not: read as empty)."""
+        found = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return found is not None
+
     def transaction(self) -> _Transaction:
         """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` (for the tables other modules keep here)."""
         return _Transaction(self.db)

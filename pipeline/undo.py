@@ -344,10 +344,7 @@ def _unconfirmed(store: StateStore, run: Run) -> int:
 
 
 def _deletions(store: StateStore, run: Run) -> int:
-    has = store.db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deletions'"
-    ).fetchone()
-    if has is None:
+    if not store.has_table("deletions"):
         return 0
     found = store.db.execute(
         "SELECT COUNT(*) FROM deletions WHERE run = ? AND outcome = 'deleted'", (run.id,)

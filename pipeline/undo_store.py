@@ -65,12 +65,6 @@ class UndoStore:
             for table in TABLES:
                 self.db.execute(table)
 
-    def _has(self, table: str) -> bool:
-        found = self.db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
-        ).fetchone()
-        return found is not None
-
     # ------------------------------------------------------------------ while importing
 
     def save_before(self, run: int, images: dict[str, dict[str, Any]]) -> None:
@@ -129,7 +123,7 @@ class UndoStore:
 
     def before_images(self, run: int) -> dict[str, dict[str, Any]]:
         """Record id -> the values it had before ``run`` updated it."""
-        if not self._has("undo_before"):
+        if not self.store.has_table("undo_before"):
             return {}
         return {
             str(i): json.loads(image)
@@ -140,7 +134,7 @@ class UndoStore:
 
     def written(self, run: int) -> dict[tuple[str, str], str | None]:
         """(object, record id) -> the ``updatedAt`` Twenty answered for ``run``'s write."""
-        if not self._has("undo_writes"):
+        if not self.store.has_table("undo_writes"):
             return {}
         return {
             (str(o), str(i)): (str(at) if at else None)
@@ -151,7 +145,7 @@ class UndoStore:
 
     def checked(self, run: int) -> set[str]:
         """Ids whose create-or-update outcome a read confirmed (not Twenty's answer alone)."""
-        if not self._has("undo_writes"):
+        if not self.store.has_table("undo_writes"):
             return set()
         return {
             str(i)
@@ -162,7 +156,7 @@ class UndoStore:
 
     def lookup_created(self, run: int) -> list[tuple[str, str]]:
         """(object, record id) of the records ``run`` created for lookups."""
-        if not self._has("undo_writes"):
+        if not self.store.has_table("undo_writes"):
             return []
         return [
             (str(o), str(i))
@@ -175,7 +169,7 @@ class UndoStore:
 
     def actions(self, run: int) -> list[PlannedAction]:
         """The stored plan of an undo of ``run`` (empty: never planned)."""
-        if not self._has("undo_actions"):
+        if not self.store.has_table("undo_actions"):
             return []
         return [
             PlannedAction(str(o), str(i), a, s, int(p), d)
