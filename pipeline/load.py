@@ -438,8 +438,13 @@ class Loader:
             sent = await self._send(sendable, existing)
             await self._attach(sendable, sent)
             outcomes.extend(sent)
+        sent_by_row = {item.row: item.payload for item in sendable}
         written = [
-            (str(o.record_id), self._answered.pop(str(o.record_id), None))
+            (
+                str(o.record_id),
+                self._answered.pop(str(o.record_id), None),
+                {k: v for k, v in sent_by_row.get(o.row, {}).items() if k != "id"},
+            )
             for o in outcomes
             if o.outcome in LOADED and o.record_id
         ]

@@ -148,7 +148,15 @@ async def plan_undo(
     written = undo.written(run.id)
     report.clock_guard = bool(wanted) and not written
     report.actions = await _guarded(
-        client, schema, run, wanted, written, undo.before_images(run.id), force, report
+        client,
+        schema,
+        run,
+        wanted,
+        written,
+        undo.before_images(run.id),
+        force,
+        report,
+        undo.sent(run.id),
     )
     report.actions = _not_older_than_the_run(report.actions, undo.checked(run.id), run, report)
     return report
@@ -232,6 +240,7 @@ async def _guarded(
     images: dict[str, dict[str, Any]],
     force: bool,
     report: UndoReport,
+    sent: dict[str, dict[str, Any]] | None = None,
 ) -> list[PlannedAction]:
     """Each wanted action, with the guard's verdict from the records as they are now."""
     by_object: dict[str, list[str]] = {}
@@ -258,6 +267,8 @@ async def _guarded(
         elif position != LINKS:
             changed = _changed_since(record, written.get((obj, rid)), run)
             if changed:
+                what = _what_changed(record, (sent or {}).get(rid, {}))
+                changed += f": {what}" if what else ""
                 status = "planned" if force else "changed"
                 detail = changed + ("; --force: undone anyway" if force else "")
         if action == "restore_values" and rid not in images:
@@ -319,6 +330,21 @@ def _changed_since(record: dict[str, Any], written: str | None, run: Run) -> str
             "write times; compared with this machine's clock)"
         )
     return None
+
+
+def _what_changed(record: dict[str, Any], sent: dict[str, Any]) -> str:
+    """The fields whose value now is not what the run sent (three at most), in words."""
+    out = []
+    for name, value in sent.items():
+        now = record.get(name)
+        if isinstance(value, dict) and isinstance(now, dict):
+            for sub, part in value.items():
+                if now.get(sub) != part:
+                    out.append(f"{name}.{sub} {part!r} -> {now.get(sub)!r}")
+        elif now != value:
+            out.append(f"{name} {value!r} -> {now!r}")
+    more = f" and {len(out) - 3} more" if len(out) > 3 else ""
+    return "; ".join(out[:3]) + more
 
 
 def _when(value: Any) -> datetime | None:

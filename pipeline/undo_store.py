@@ -34,7 +34,7 @@ TABLES = (
     """CREATE TABLE IF NOT EXISTS undo_writes (
     run INTEGER NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
     created INTEGER NOT NULL, updated_at TEXT, checked INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (run, object, record_id))""",
+    sent TEXT, PRIMARY KEY (run, object, record_id))""",
     """CREATE TABLE IF NOT EXISTS undo_actions (
     run INTEGER NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,
     action TEXT NOT NULL, status TEXT NOT NULL, position INTEGER NOT NULL,
@@ -82,18 +82,30 @@ class UndoStore:
         self,
         run: int,
         obj: str,
-        written: Iterable[tuple[str, str | None]],
+        written: Iterable[tuple[str, str | None, dict[str, Any] | None]],
         *,
         checked: bool = False,
     ) -> None:
-        """The ``updatedAt`` Twenty answered for records a run wrote (inside a transaction).
+        """The ``updatedAt`` Twenty answered for records a run wrote, and what it sent
+        (inside the batch's transaction).
 
         ``checked``: a read before the call told creates from updates, not the answer.
         """
         self.db.executemany(
-            "INSERT INTO undo_writes VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT(run, object, record_id) "
-            "DO UPDATE SET updated_at = excluded.updated_at, checked = excluded.checked",
-            [(run, obj, record_id.lower(), at, int(checked)) for record_id, at in written],
+            "INSERT INTO undo_writes VALUES (?, ?, ?, 0, ?, ?, ?) "
+            "ON CONFLICT(run, object, record_id) DO UPDATE SET "
+            "updated_at = excluded.updated_at, checked = excluded.checked, sent = excluded.sent",
+            [
+                (
+                    run,
+                    obj,
+                    record_id.lower(),
+                    at,
+                    int(checked),
+                    json.dumps(sent, ensure_ascii=False) if sent is not None else None,
+                )
+                for record_id, at, sent in written
+            ],
         )
 
     def created_by_lookup(
@@ -102,7 +114,7 @@ class UndoStore:
         """Records a run created for ``on_missing: create`` lookups."""
         with self.store.transaction():
             self.db.executemany(
-                "INSERT OR REPLACE INTO undo_writes VALUES (?, ?, ?, 1, ?, 1)",
+                "INSERT OR REPLACE INTO undo_writes VALUES (?, ?, ?, 1, ?, 1, NULL)",
                 [(run, obj, record_id.lower(), at) for record_id, at in created],
             )
 
@@ -140,6 +152,18 @@ class UndoStore:
             (str(o), str(i)): (str(at) if at else None)
             for o, i, at in self.db.execute(
                 "SELECT object, record_id, updated_at FROM undo_writes WHERE run = ?", (run,)
+            )
+        }
+
+    def sent(self, run: int) -> dict[str, dict[str, Any]]:
+        """Record id -> the values ``run`` sent it (what the guard compares with now)."""
+        if not self.store.has_table("undo_writes"):
+            return {}
+        return {
+            str(i): json.loads(sent)
+            for i, sent in self.db.execute(
+                "SELECT record_id, sent FROM undo_writes WHERE run = ? AND sent IS NOT NULL",
+                (run,),
             )
         }
 

@@ -173,8 +173,11 @@ async def test_a_record_changed_since_the_run_is_left_alone_unless_forced(
             assert answer.status_code == 200, answer.text
 
     done = await undo(project, sandbox)
-    changed = {a.record_id for a in done.actions if a.status == "changed"}
-    assert changed == {people["p5@x.io"]["id"], people["p400@x.io"]["id"]}
+    changed = {a.record_id: a.detail for a in done.actions if a.status == "changed"}
+    assert set(changed) == {people["p5@x.io"]["id"], people["p400@x.io"]["id"]}
+    assert str(changed[people["p5@x.io"]["id"]]).endswith(
+        ": jobTitle 'CEO' -> 'Edited by hand'"  # what changed, against what the run sent
+    )
     now = await stored_people_all(sandbox)
     assert now["p5@x.io"]["jobTitle"] == "Edited by hand"
     assert now["p400@x.io"]["deletedAt"] is None

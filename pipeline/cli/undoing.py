@@ -202,6 +202,11 @@ def _print_plan(report: UndoReport, dry_run: bool) -> None:
         click.echo(f"  {obj:<16}{WORDS[action]:<38}{STATUS_WORDS[status]:<36}{count:>8,}")
     if not report.actions:
         click.echo("  the run wrote no record")
+    changed = [a for a in report.actions if a.status == "changed"]
+    for kept in changed[:5]:
+        click.echo(f"  left alone: {kept.object} {kept.record_id}: {kept.detail}")
+    if len(changed) > 5:
+        click.echo(f"  ... and {len(changed) - 5:,} more left alone (all in the ledger)")
     if report.interrupted:
         click.echo(
             "  this run was interrupted: the rows it never sent are not in the workspace; "
