@@ -12,6 +12,7 @@ another type, or not unique when ``create:`` asks for a unique one.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -251,9 +252,27 @@ def _labels(mapping: Mapping, spec: FieldSpec, source: Source = None) -> list[st
             if spec.split:
                 texts = texts.str.split(spec.split).explode().str.strip_chars()
             for text in texts.unique(maintain_order=True).to_list():
-                if text not in nulls:
-                    seen.setdefault(str(text), None)
+                for item in (
+                    _items(str(text))
+                    if spec.create and "MULTI" in spec.create.type
+                    else [str(text)]
+                ):
+                    if item not in nulls:
+                        seen.setdefault(item, None)
     return list(seen)
+
+
+def _items(text: str) -> list[str]:
+    """A multi-select cell written as a JSON list (``["a","b"]``, as exports write it) is
+    its items, as the import reads it; any other text is one value."""
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            loaded = json.loads(text)
+        except ValueError:
+            return [text]
+        if isinstance(loaded, list):
+            return [str(v).strip() for v in loaded if v is not None and str(v).strip()]
+    return [text]
 
 
 def _color(position: int) -> str:

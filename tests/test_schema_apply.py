@@ -230,3 +230,25 @@ def test_a_job_step_s_own_source_gives_the_options(tmp_path: Path) -> None:
         "  create field person.lifecycleStage (SELECT, label 'Lifecycle stage') with the "
         "options VIP" in plan.output.splitlines()
     )
+
+
+def test_a_multi_select_written_as_json_lists_gives_its_items(tmp_path: Path) -> None:
+    folder, env = project(tmp_path)
+    (folder / "contacts.csv").write_text(
+        'Record ID,Email,Tags\n201,zoe@x.io,"[""VIP"", ""Press""]"\n202,bob@x.io,"[""VIP""]"\n',
+        encoding="utf-8",
+    )
+    mapping = folder / "people.yaml"
+    mapping.write_text(
+        mapping.read_text(encoding="utf-8").replace(
+            "  lifecycleStage: {column: Lifecycle Stage, create: {type: SELECT}}\n",
+            "  tags: {column: Tags, create: {type: MULTI_SELECT}}\n",
+        ),
+        encoding="utf-8",
+    )
+    plan = CliRunner().invoke(cli, ["schema", "apply", str(mapping), "--dry-run"], env=env)
+    assert plan.exit_code == 0, plan.output
+    assert (
+        "  create field person.tags (MULTI_SELECT, label 'Tags') with the options VIP, PRESS"
+        in (plan.output.splitlines())
+    )
