@@ -217,3 +217,15 @@ def test_pipedrive_relations_by_name_become_tables_of_ids(tmp_path: Path) -> Non
     notes = load(tmp_path / "job" / "notes.yaml")
     assert notes["key"] == ["bodyV2.markdown"]  # no Note - ID column: ids derived
     assert notes["fields"]["targets.person"]["values"] == {"Bob Stone": "12", "Zoë Martin": "11"}
+
+
+def test_an_unreadable_file_is_left_out_and_nothing_is_half_written(tmp_path: Path) -> None:
+    folder = hubspot_folder(tmp_path / "export")
+    (folder / "broken.xlsx").write_bytes(b"not a workbook")
+    out = tmp_path / "job"
+    result = write_job(PRESETS["hubspot"], folder, out)
+    assert "broken.xlsx" in [p.name for p in result.unrecognised]
+    (out / "companies.yaml").unlink()  # one file gone, the others there: refused whole
+    with pytest.raises(ConfigError, match=r"people\.yaml exists"):
+        write_job(PRESETS["hubspot"], folder, out)
+    assert not (out / "companies.yaml").exists()

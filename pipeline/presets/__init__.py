@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 import yaml
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.presets import hubspot, pipedrive, salesforce
 from pipeline.presets.model import FileKind, Preset, Rule, header_key, index_headers
 from pipeline.sources import SourceReader
@@ -69,8 +69,11 @@ def read_folder(folder: Path) -> Iterator[SourceFile]:
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in SUFFIXES or not path.is_file():
             continue
-        with SourceReader(path) as reader:
-            columns = list(reader.columns)
+        try:
+            with SourceReader(path) as reader:
+                columns = list(reader.columns)
+        except PipelineError:
+            columns = []  # not a table this tool reads: left out, listed as unrecognised
         yield SourceFile(path, columns, index_headers(columns))
 
 
@@ -103,16 +106,17 @@ def write_job(preset: Preset, source: Path, out: Path, *, force: bool = False) -
     users = _users(preset, files)
     written: list[tuple[str, Path]] = []
     order = [k.step for k in preset.kinds]
-    for file in sorted(known, key=lambda f: order.index(f.kind.step if f.kind else "")):
+    known.sort(key=lambda f: order.index(f.kind.step if f.kind else ""))
+    for target in [out / f"{f.kind.step}.yaml" for f in known if f.kind] + [job]:
+        _refuse_overwrite(target, force)  # all checked before anything is written
+    for file in known:
         assert file.kind is not None
         target = out / f"{file.kind.step}.yaml"
-        _refuse_overwrite(target, force)
         text, notices = mapping_text(preset, file, target, users, known)
         target.write_text(text, encoding="utf-8")
         result.mappings.append(target)
         result.notices += notices
         written.append((file.kind.step, target))
-    _refuse_overwrite(job, force)
     job.write_text(_job_text(preset, written), encoding="utf-8")
     return result
 
