@@ -310,7 +310,12 @@ def parse_schema(
 
 
 async def load_schema(client: TwentyClient) -> WorkspaceSchema:
-    """Read the workspace metadata through ``client`` (metadata calls are not rate counted)."""
+    """Read the workspace metadata through ``client`` (metadata calls are not rate counted).
+
+    The client also learns which rate-limit bucket the workspace has (its feature
+    flags), so its pacer knows the rule before the first counted call.
+    """
+    await client.learn_bucket()
     objects = await client.metadata_objects()
     fields = None
     if any(not isinstance(o.get("fields"), list | dict) for o in objects):

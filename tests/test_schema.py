@@ -207,6 +207,7 @@ async def test_load_schema_reads_fields_when_objects_do_not_embed_them(make_clie
 
     async with make_client(handler) as client:
         ws = await load_schema(client)
-    assert calls == ["/rest/metadata/objects", "/rest/metadata/fields"]
+    # the first call asks for the workspace's feature flags (its rate-limit bucket)
+    assert calls == ["/metadata", "/rest/metadata/objects", "/rest/metadata/fields"]
     person = ws.object("person")
     assert person is not None and person.fields["emails"].is_unique

@@ -96,5 +96,6 @@ class GraphQLEndpoints:
             return graphql_errors(exc.message, "BAD_USER_INPUT")
         model = self.engine.schema
         if self._metadata_schema is None or self._metadata_schema[0] is not model:
-            self._metadata_schema = (model, build_metadata_schema(self.engine))
+            schema = build_metadata_schema(self.engine, self.gate.throttler.kind)
+            self._metadata_schema = (model, schema)
         return JSONResponse(run_graphql(self._metadata_schema[1], body, None))

@@ -28,6 +28,7 @@ from pipeline.sandbox.engine import Engine
 from pipeline.sandbox.errors import SandboxError
 from pipeline.sandbox.graphql_resolvers import to_graphql_error
 from pipeline.sandbox.graphql_types import JSONScalar
+from pipeline.sandbox.throttle import BucketKind
 
 
 def _named(names: tuple[str, ...], kind: Any) -> dict[str, GraphQLField]:
@@ -134,8 +135,41 @@ def _node_types() -> tuple[GraphQLObjectType, GraphQLObjectType, GraphQLObjectTy
     return field_type, object_type, field_conn
 
 
-def build_metadata_schema(engine: Engine) -> GraphQLSchema:
-    """A small ``/metadata`` schema: objects and fields connections, createOne{Object,Field}."""
+RATE_LIMIT_V2_FLAG = "IS_API_RATE_LIMIT_V2_ENABLED"
+"""The workspace feature flag that switches Twenty's API throttling from the legacy
+throttler to the usage-limit engine (twenty-api.md §5.2)."""
+
+FeatureFlagType = GraphQLObjectType(
+    "FeatureFlag",
+    {
+        "key": GraphQLField(GraphQLNonNull(GraphQLString)),
+        "value": GraphQLField(GraphQLNonNull(GraphQLBoolean)),
+    },
+)
+WorkspaceType = GraphQLObjectType(
+    "Workspace",
+    {
+        "id": GraphQLField(GraphQLNonNull(GraphQLID)),
+        "displayName": GraphQLField(GraphQLString),
+        "featureFlags": GraphQLField(GraphQLList(GraphQLNonNull(FeatureFlagType))),
+    },
+)
+
+
+def current_workspace(engine: Engine, bucket: BucketKind) -> dict[str, Any]:
+    """``currentWorkspace`` as an API key sees it: Twenty guards it with the workspace
+    guard alone, so a key may read the workspace's feature flags, among them the one
+    that says which rate-limit bucket counts its calls."""
+    return {
+        "id": engine.workspace_id,
+        "displayName": "Sandbox",
+        "featureFlags": [{"key": RATE_LIMIT_V2_FLAG, "value": bucket == "v2"}],
+    }
+
+
+def build_metadata_schema(engine: Engine, bucket: BucketKind = "legacy") -> GraphQLSchema:
+    """A small ``/metadata`` schema: objects and fields connections, createOne{Object,Field},
+    and ``currentWorkspace`` with its feature flags."""
     field_type, object_type, field_conn = _node_types()
 
     def objects(**_: Any) -> dict[str, Any]:
@@ -167,6 +201,10 @@ def build_metadata_schema(engine: Engine) -> GraphQLSchema:
         "CreateOneFieldMetadataInput", {"field": GraphQLInputField(GraphQLNonNull(JSONScalar))}
     )
     query = {
+        "currentWorkspace": GraphQLField(
+            GraphQLNonNull(WorkspaceType),
+            resolve=_guard(lambda: current_workspace(engine, bucket)),
+        ),
         "objects": GraphQLField(
             GraphQLNonNull(_connection("Object", object_type)),
             args=LISTING_ARGS,

@@ -296,6 +296,10 @@ class TwentyClient:
             obj, filter=filter, order_by=order_by, page_size=page_size, selection=selection
         )
 
+    async def learn_bucket(self) -> BucketKind | None:
+        """Ask the workspace which rate-limit bucket it has; see :meth:`Session.learn_bucket`."""
+        return await self.session.learn_bucket()
+
     async def metadata_objects(self) -> list[Record]:
         """Every object of the workspace (with ``fields`` when the server embeds them)."""
         return await self.metadata.objects()

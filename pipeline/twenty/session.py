@@ -44,6 +44,7 @@ from pipeline.errors import (
     UnconfirmedWriteError,
 )
 from pipeline.twenty.answers import decode_answer, map_httpx_errors
+from pipeline.twenty.bucket_probe import probe_bucket
 from pipeline.twenty.pacing import LimitNews, Pacer
 
 log = logging.getLogger("pipeline.client")
@@ -145,6 +146,7 @@ class Session:
             rate, reserve=reserve, group=concurrency, margin=pace_margin, bucket=bucket, sleep=sleep
         )
         self._secret = api_key.reveal()
+        self._probed = False
         self._slots = asyncio.Semaphore(concurrency)
         self._rng = rng or random.Random()
         self._sleep = sleep
@@ -166,6 +168,22 @@ class Session:
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self.http.aclose()
+
+    async def learn_bucket(self) -> BucketKind | None:
+        """Tell the pacer which rate-limit bucket the workspace has, unless it knows.
+
+        One metadata call (no token spent, see :mod:`.bucket_probe`), made once a
+        session; the kind, or None when the server would not say.
+        """
+        if self.pacer.bucket is not None or self._probed:
+            return self.pacer.bucket
+        self._probed = True
+        self.stats.count("metadata")
+        kind = await probe_bucket(self.http, redact=self.redact)
+        if kind is not None and self.pacer.bucket is None:
+            self.pacer.bucket = kind
+            log.debug("the workspace's API calls are counted by the %s rate-limit bucket", kind)
+        return kind
 
     def redact(self, text: str) -> str:
         """``text`` with the API key replaced by ``***`` wherever the server echoed it.

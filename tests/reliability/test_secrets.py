@@ -66,7 +66,13 @@ def run(
         "schema": ["schema", "note"],
     }[command]
     log = ["--log-format", log_format]
-    env = {**os.environ, "TWENTY_API_URL": served.url, "TWENTY_API_KEY": KEY}
+    # the bucket is named so that no feature-flag probe takes the seeded fault first
+    env = {
+        **os.environ,
+        "TWENTY_API_URL": served.url,
+        "TWENTY_API_KEY": KEY,
+        "TWENTY_BUCKET": "legacy",
+    }
     done = subprocess.run(
         [sys.executable, "-m", "pipeline", *args, "--state-dir", str(state), "--quiet", *log],
         env=env,
