@@ -6,9 +6,20 @@ parse and validation failures carry Twenty's codes.
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
+from inspect import isawaitable
 from typing import Any
 
-from graphql import ExecutionResult, GraphQLError, GraphQLSchema, execute, parse, validate
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    GraphQLSchema,
+    execute,
+    parse,
+    validate,
+)
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -23,7 +34,40 @@ from pipeline.sandbox.model import WorkspaceModel
 from pipeline.sandbox.rest_core import read_json_body
 
 
-def run_graphql(schema: GraphQLSchema, body: Any, context: Any) -> dict[str, Any]:
+class ValidatedDocuments:
+    """Parsed and validated documents by query text, per schema (bounded).
+
+    Twenty's GraphQL server (Yoga) keeps the same caches, so a client that sends one
+    document with new variables call after call is parsed and validated once; here it
+    also keeps the work done before a call is counted as small as Twenty's.
+    """
+
+    SIZE = 256
+
+    def __init__(self) -> None:
+        self._by_schema: weakref.WeakKeyDictionary[GraphQLSchema, OrderedDict[str, DocumentNode]]
+        self._by_schema = weakref.WeakKeyDictionary()
+
+    def get(self, schema: GraphQLSchema, query: str) -> DocumentNode | None:
+        """The document of ``query`` if it was parsed and validated against ``schema``."""
+        known = self._by_schema.get(schema)
+        if known is None or query not in known:
+            return None
+        known.move_to_end(query)
+        return known[query]
+
+    def put(self, schema: GraphQLSchema, query: str, document: DocumentNode) -> None:
+        """Keep a valid ``document`` (the least recently used goes past ``SIZE``)."""
+        known = self._by_schema.setdefault(schema, OrderedDict())
+        known[query] = document
+        if len(known) > self.SIZE:
+            known.popitem(last=False)
+
+
+DOCUMENTS = ValidatedDocuments()
+
+
+async def run_graphql(schema: GraphQLSchema, body: Any, context: Any) -> dict[str, Any]:
     """Parse, validate and execute one GraphQL request body into its answer."""
     if not isinstance(body, dict) or not isinstance(body.get("query"), str):
         return {
@@ -34,13 +78,19 @@ def run_graphql(schema: GraphQLSchema, body: Any, context: Any) -> dict[str, Any
                 }
             ]
         }
-    try:
-        document = parse(body["query"])
-    except GraphQLError as exc:
-        return {"errors": [format_graphql_error(exc, "GRAPHQL_PARSE_FAILED")]}
-    problems = validate(schema, document)
-    if problems:
-        return {"errors": [format_graphql_error(p, "GRAPHQL_VALIDATION_FAILED") for p in problems]}
+    query = body["query"]
+    document = DOCUMENTS.get(schema, query)
+    if document is None:
+        try:
+            document = parse(query)
+        except GraphQLError as exc:
+            return {"errors": [format_graphql_error(exc, "GRAPHQL_PARSE_FAILED")]}
+        problems = validate(schema, document)
+        if problems:
+            return {
+                "errors": [format_graphql_error(p, "GRAPHQL_VALIDATION_FAILED") for p in problems]
+            }
+        DOCUMENTS.put(schema, query, document)
     result = execute(
         schema,
         document,
@@ -48,8 +98,9 @@ def run_graphql(schema: GraphQLSchema, body: Any, context: Any) -> dict[str, Any
         operation_name=body.get("operationName"),
         context_value=context,
     )
-    if not isinstance(result, ExecutionResult):  # every resolver here is synchronous
-        raise TypeError("asynchronous GraphQL execution is not expected")
+    if isawaitable(result):  # the core schema's root resolvers yield after counting
+        result = await result
+    assert isinstance(result, ExecutionResult)
     out: dict[str, Any] = {"data": result.data}
     if result.errors:
         # An error without a path is a variable coercion failure: bad input, not a crash.
@@ -83,7 +134,7 @@ class GraphQLEndpoints:
         context = GraphQLContext(
             engine=self.engine, actor=actor, spend_token=self.gate.spend_graphql
         )
-        return JSONResponse(run_graphql(self.workspace.schema, body, context))
+        return JSONResponse(await run_graphql(self.workspace.schema, body, context))
 
     async def metadata_graphql(self, request: Request) -> Response:
         """``POST /metadata``: objects/fields queries, createOneObject/createOneField (§8.2)."""
@@ -98,4 +149,4 @@ class GraphQLEndpoints:
         if self._metadata_schema is None or self._metadata_schema[0] is not model:
             schema = build_metadata_schema(self.engine, self.gate.throttler.kind)
             self._metadata_schema = (model, schema)
-        return JSONResponse(run_graphql(self._metadata_schema[1], body, None))
+        return JSONResponse(await run_graphql(self._metadata_schema[1], body, None))

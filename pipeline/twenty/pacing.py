@@ -75,7 +75,7 @@ def default_margin(rate: Rate) -> float:
     return max(0.005, 0.025 * rate.interval)
 
 
-SPREAD = 0.008
+SPREAD = 0.003
 """Seconds by which each further call of a cluster is assumed to reach the server's
 bucket after the one before: the server handles them one after the other (parsing,
 authenticating) before it counts them."""
@@ -104,6 +104,8 @@ class Pacer:
     CLUSTER_WINDOW = 0.005
     """Seconds after a cluster's first start during which more calls may join it."""
     LATENCY_SAMPLES = 16
+    ISOLATED_AFTER = 30
+    """Admitted calls after which a new 429 is taken for a passing delay, not a pattern."""
 
     def __init__(
         self,
@@ -136,6 +138,7 @@ class Pacer:
         self._resume_at = -math.inf
         self._reset_at = -math.inf
         self._successes = 0
+        self._admitted_since_refusal = 0
         self._latencies: deque[float] = deque(maxlen=self.LATENCY_SAMPLES)
         self._lock = asyncio.Lock()
         self.starts = 0
@@ -249,6 +252,7 @@ class Pacer:
         self.in_flight = max(0, self.in_flight - 1)
         self._latencies.append(max(0.0, now - started_at))
         self._successes += 1
+        self._admitted_since_refusal += 1
         if self.interval > self.base_interval and self._successes >= self.RECOVER_AFTER:
             self._successes = 0
             self.interval = max(self.base_interval, self.interval / self.SLOWDOWN)
@@ -256,7 +260,14 @@ class Pacer:
     def refused(self, started_at: float, now: float, news: LimitNews) -> float:
         """Take in a 429 for a call started at ``started_at``; return seconds to wait.
 
-        The server's bucket is empty: the model is reset to empty at ``now`` and made
+        The server's bucket is empty. On a bucket that keeps fractions the model is
+        reset to empty at ``now`` and callers wait what the server said. On the legacy
+        bucket (or one not known yet) the server's refill clock stands at its last
+        admitted call, which reached it no later than the model's last start plus the
+        cluster's gap: the model is reset to empty there, so the tokens regained while
+        the refusal came back are not thrown away. An isolated refusal is taken for a
+        passing delay at the server (one call counted late moves its clock); only one
+        that follows another within ``ISOLATED_AFTER`` admitted calls makes the pacer
         more careful (:meth:`_widen`). The calls already under way when the first 429
         came back belong to the same refusal and change nothing more.
         """
@@ -264,14 +275,22 @@ class Pacer:
         self._latencies.append(max(0.0, now - started_at))
         self._successes = 0
         self._learn(news)
+        hold = news.retry_after
         if started_at > self._reset_at:
-            self._widen(again=self.resets > 0)
+            repeated = self.resets > 0 and self._admitted_since_refusal < self.ISOLATED_AFTER
+            self._widen(again=repeated)
             self.resets += 1
             self._reset_at = now
+            self._admitted_since_refusal = 0
             self.tokens = 0.0
-            self.stamp = now
+            if self._fluid() or self.stamp is None:
+                self.stamp = now
+            else:
+                self.stamp = min(now, self.stamp + self.gap)
             self._cluster_until = -math.inf
-        wait = news.retry_after if news.retry_after is not None else self.interval
+            if hold is None and (repeated or self._fluid()):
+                hold = self.interval
+        wait = hold if hold is not None else 0.0
         self._resume_at = max(self._resume_at, now + wait)
         return wait
 
