@@ -56,6 +56,7 @@ def simulate(
     service: float = 0.0015,
     start_tokens: int | None = None,
     seed: int = 7,
+    hiccups: tuple[float, float] = (0.0, 0.0),
 ) -> Run:
     """``calls`` admitted calls through ``pacer`` against a ``server`` bucket of ``kind``."""
     rng = random.Random(seed)
@@ -100,6 +101,8 @@ def simulate(
         elif what == "reach":
             # the server parses and authenticates one call after the other, then counts it
             server_free = max(now, server_free) + service
+            if rng.random() < hiccups[0]:
+                server_free += hiccups[1]  # a pause at the server: this call counted late
             push(server_free, "arrive", worker, started)
         elif what == "arrive":
             refusal = throttler.check()
@@ -274,3 +277,40 @@ def test_a_moderately_slow_server_keeps_clusters_with_a_wider_gap() -> None:
     # first minute
     assert run.refused <= 8 and run.refused_after_first_minute == 0
     assert run.ratio(rate, rate.calls) >= 0.86
+
+
+def test_a_legacy_429_resets_the_model_at_the_last_count_and_an_isolated_one_holds_nobody() -> None:
+    """The legacy server's clock stands at its last admitted call, which reached it no
+    later than the last start plus the cluster's gap: the tokens regained while the 429
+    came back are the model's to spend, and nobody is held for a passing delay."""
+    rate = Rate(30, 3)
+    pacer = fresh(rate, bucket="legacy", reserve=0)
+    for i in range(4):
+        pacer.started(1.0 + i * 0.001)
+    last = pacer.stamp
+    assert last is not None
+    news = LimitNews("legacy", 30, 3.0, None)
+    wait = pacer.refused(1.003, 1.25, news)  # the answer came back 250 ms later
+    assert wait == 0 and pacer.held_for(1.25) == 0
+    # (the first 429 widened the cluster's allowance: the gap is the widened one)
+    assert pacer.tokens == 0 and pacer.stamp == pytest.approx(last + pacer.gap)
+    # over two intervals since the server's last count: two tokens to spend now, where a
+    # model reset when the answer came back would have none
+    assert math.floor(pacer.level(1.25)) == 2
+    assert pacer.next_start(1.25) < 1.25 + rate.interval
+    # a second 429 soon after is a pattern: every caller is held an interval
+    pacer.started(1.26)
+    pacer.refused(1.26, 1.40, news)
+    assert pacer.held_for(1.40) == pytest.approx(rate.interval)
+
+
+def test_a_server_that_now_and_then_counts_a_call_late_costs_few_429s() -> None:
+    """One call in 100 is counted 40 ms late (a pause at the server): it moves the legacy
+    bucket's clock, and the next cluster finds a token fewer than the model says. The
+    reserve takes the first; an isolated 429 costs a round trip, not a slower pace."""
+    rate = Rate(30, 3)
+    pacer = fresh(rate, bucket="legacy")
+    run = simulate(pacer, rate, "legacy", 600, hiccups=(1 / 100, 0.040))
+    assert run.refused <= 4
+    assert pacer.group == 4  # clusters kept
+    assert run.ratio(rate, rate.calls) >= 0.90

@@ -2,7 +2,8 @@
 
 Twenty counts API calls in a per-workspace token bucket that starts **full** (``limit``
 tokens, 100 by default) and refills ``limit`` tokens per ``window`` (twenty-api.md §5).
-Two generations exist and a client cannot tell which one it talks to before a 429:
+Two generations exist; the session asks the workspace's feature flags which one counts
+its calls (:mod:`.bucket_probe`), and otherwise a 429's shape tells:
 
 - **legacy** (the throttler, §5.1): the refill is ``floor(elapsed / interval)`` and the
   refill clock restarts on every admitted call, so a call arriving less than an
@@ -16,7 +17,7 @@ call, and lets a call start only when the model says the server will admit it:
 
 - The initial bucket is spent first (all but ``reserve`` tokens, left for other clients
   of the workspace), then the refill rate is held.
-- Until the server is known to keep fractions, calls go out in **clusters** of up to
+- Unless the server is known to keep fractions, calls go out in **clusters** of up to
   ``group`` calls (the session's concurrency) at once. The first call of a cluster
   arrives at least ``m`` intervals (plus a jitter ``margin``) after the last call of the
   previous one and regains ``m`` tokens; the others arrive right after it and spend
@@ -25,19 +26,21 @@ call, and lets a call start only when the model says the server will admit it:
   ``floor((start - previous start - margin) / interval)``, which the server's own gain
   (measured on arrival times) is never below while the network jitter stays under
   ``margin``.
-- On a **v2** server (learnt from a 429's shape) calls start as soon as the fluid
+- On a **v2** server (told by its flags or a 429's shape) calls start as soon as the fluid
   bucket holds a token above the reserve: fractions accumulate and no margin is paid.
 - A 429 tells the pacer which bucket the server has and, when it says so, its real
   limit (``Limit reached (N tokens per M ms)``, ``X-RateLimit-Limit`` and the period):
   a limit lower than the configured rate is adopted for the rest of the run. The model
-  is then reset to an empty bucket, so a bucket that another client had half spent
-  costs the calls already in flight (at most ``group``) and then the steady rate.
-  A cluster's calls reach the server one after the other (it parses and authenticates
-  each before counting it), so the gap after a cluster is the margin plus ``SPREAD``
-  for each further call; each 429 widens that allowance by half, and once the gap would
-  pass a third of the interval, calls go one at a time. 429s that keep coming then
-  (another client spending the same bucket) widen the interval, up to four times; a
-  long run of admitted calls narrows it back.
+  is then reset to an empty bucket (on legacy, as of the last start plus its gap: the
+  server's clock stands at its last admitted call), so a bucket that another client had
+  half spent costs the calls already in flight (at most ``group``) and then the steady
+  rate. A cluster's calls reach the server one after the other (it parses and
+  authenticates each before counting it), so the gap after a cluster is the margin plus
+  ``SPREAD`` for each further call; each 429 widens that allowance by half, and once the
+  gap would pass a third of the interval, calls go one at a time. 429s that keep coming
+  (within ``ISOLATED_AFTER`` admitted calls: another client spending the same bucket)
+  hold every caller an interval and widen the interval, up to four times; a long run of
+  admitted calls narrows it back.
 
 The scheduling core (:meth:`next_start`, :meth:`started`, :meth:`answered`,
 :meth:`refused`) is synchronous and takes the time as an argument, so it runs under a
@@ -77,8 +80,9 @@ def default_margin(rate: Rate) -> float:
 
 SPREAD = 0.003
 """Seconds by which each further call of a cluster is assumed to reach the server's
-bucket after the one before: the server handles them one after the other (parsing,
-authenticating) before it counts them."""
+bucket after the one before: the server parses and authenticates them one after the
+other before it counts them (its writes come after the count and overlap). Widened by
+each 429 while the server proves slower."""
 
 
 class Pacer:
@@ -278,7 +282,8 @@ class Pacer:
         hold = news.retry_after
         if started_at > self._reset_at:
             repeated = self.resets > 0 and self._admitted_since_refusal < self.ISOLATED_AFTER
-            self._widen(again=repeated)
+            if repeated or self.resets == 0:
+                self._widen(again=repeated)
             self.resets += 1
             self._reset_at = now
             self._admitted_since_refusal = 0
