@@ -141,7 +141,7 @@ def fresh(rate: Rate, **options: object) -> Pacer:
 
 @pytest.mark.parametrize("kind", ["legacy", "v2"])
 @pytest.mark.parametrize(
-    ("rate", "floor"), [(Rate(100, 60), 0.92), (Rate(30, 3), 0.87)], ids=["100/60", "30/3"]
+    ("rate", "floor"), [(Rate(100, 60), 0.93), (Rate(30, 3), 0.91)], ids=["100/60", "30/3"]
 )
 def test_a_fresh_bucket_is_spent_then_the_refill_rate_held(
     kind: BucketKind, rate: Rate, floor: float
