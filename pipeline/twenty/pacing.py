@@ -269,11 +269,13 @@ class Pacer:
         bucket (or one not known yet) the server's refill clock stands at its last
         admitted call, which reached it no later than the model's last start plus the
         cluster's gap: the model is reset to empty there, so the tokens regained while
-        the refusal came back are not thrown away. An isolated refusal is taken for a
-        passing delay at the server (one call counted late moves its clock); only one
-        that follows another within ``ISOLATED_AFTER`` admitted calls makes the pacer
-        more careful (:meth:`_widen`). The calls already under way when the first 429
-        came back belong to the same refusal and change nothing more.
+        the refusal came back are not thrown away. The first refusal of a run widens the
+        cluster allowance (:meth:`_widen`); a later one that comes after more than
+        ``ISOLATED_AFTER`` admitted calls is taken for a passing delay at the server (one
+        call counted late moves its clock) and changes nothing, while one that follows
+        another sooner widens again and holds every caller an interval. The calls already
+        under way when the first 429 came back belong to the same refusal and change
+        nothing more.
         """
         self.in_flight = max(0, self.in_flight - 1)
         self._latencies.append(max(0.0, now - started_at))
