@@ -43,6 +43,11 @@ class SandboxOptions:
     short_window_ms: float = 1_000
     throttle: bool = True
     max_records: int = 200
+    database_wait_ms: float = 0.0
+    """How long a counted call awaits its database before it is applied. Twenty counts
+    a call, then awaits Postgres, and counts the next calls meanwhile; ``sandbox serve``
+    sets 1 ms so that calls arriving together are counted together over a socket, as
+    they would be by Twenty, rather than each after the previous one's SQLite write."""
     faults: Faults = field(default_factory=Faults)
 
     @property
@@ -81,7 +86,12 @@ class Sandbox:
             enabled=self.options.throttle,
             kind=self.options.bucket_kind,
         )
-        self.gate = Gatekeeper(self.engine, self.throttler, self.options.profile)
+        self.gate = Gatekeeper(
+            self.engine,
+            self.throttler,
+            self.options.profile,
+            database_wait_s=self.options.database_wait_ms / 1000,
+        )
         self.app = FaultInjector(
             Starlette(routes=self._routes()),
             self.options.faults,
@@ -91,7 +101,7 @@ class Sandbox:
     def _routes(self) -> list[Route]:
         rest = RestCore(self.engine, self.gate)
         metadata = RestMetadata(self.engine, self.gate)
-        graphql = GraphQLEndpoints(self.engine, self.gate)
+        graphql = self.graphql = GraphQLEndpoints(self.engine, self.gate)
         return [
             Route("/healthz", health, methods=["GET"]),
             Route("/rest/metadata/{kind:str}", metadata.metadata_list, methods=["GET", "POST"]),
@@ -118,6 +128,11 @@ class Sandbox:
             Route("/graphql", graphql.graphql_endpoint, methods=["POST"]),
             Route("/metadata", graphql.metadata_graphql, methods=["POST"]),
         ]
+
+    def warm_up(self) -> None:
+        """Build both GraphQL schemas now, so the first call costs what any other does."""
+        _ = self.graphql.workspace.schema
+        self.graphql.metadata_schema()
 
     def close(self) -> None:
         """Close the database (and the fault trace)."""

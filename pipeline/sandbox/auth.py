@@ -7,8 +7,10 @@ A refusal is shaped by the bucket that made it: the legacy throttler's bare
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from graphql import GraphQLError
@@ -26,10 +28,20 @@ Profile = Literal["newest", "legacy"]
 class Gatekeeper:
     """Authenticates each call and spends its token, answering refusals per bucket."""
 
-    def __init__(self, engine: Engine, throttler: Throttler, profile: Profile) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        throttler: Throttler,
+        profile: Profile,
+        *,
+        database_wait_s: float = 0.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.engine = engine
         self.throttler = throttler
         self.profile = profile
+        self.database_wait_s = database_wait_s
+        self._sleep = sleep
 
     def _token(self, request: Request) -> str | None:
         header = request.headers.get("authorization", "")
@@ -130,6 +142,15 @@ class Gatekeeper:
                 },
             },
         )
+
+    async def await_database(self) -> None:
+        """What a counted call awaits before it is applied: Twenty's database round trip.
+
+        Other calls are read and counted meanwhile (even with no wait, the event loop
+        takes its turn), so a cluster's calls reach the bucket together, not each after
+        the previous one's write.
+        """
+        await self._sleep(self.database_wait_s)
 
     def spend_rest(self) -> JSONResponse | None:
         """Spend one token; the 429 to answer when the bucket is empty."""

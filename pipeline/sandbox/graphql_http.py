@@ -132,7 +132,10 @@ class GraphQLEndpoints:
         except SandboxError as exc:
             return graphql_errors(exc.message, "BAD_USER_INPUT")
         context = GraphQLContext(
-            engine=self.engine, actor=actor, spend_token=self.gate.spend_graphql
+            engine=self.engine,
+            actor=actor,
+            spend_token=self.gate.spend_graphql,
+            await_database=self.gate.await_database,
         )
         return JSONResponse(await run_graphql(self.workspace.schema, body, context))
 
@@ -145,8 +148,12 @@ class GraphQLEndpoints:
             body = await read_json_body(request)
         except SandboxError as exc:
             return graphql_errors(exc.message, "BAD_USER_INPUT")
+        return JSONResponse(await run_graphql(self.metadata_schema(), body, None))
+
+    def metadata_schema(self) -> GraphQLSchema:
+        """The metadata schema for the current metadata (built again when it changes)."""
         model = self.engine.schema
         if self._metadata_schema is None or self._metadata_schema[0] is not model:
             schema = build_metadata_schema(self.engine, self.gate.throttler.kind)
             self._metadata_schema = (model, schema)
-        return JSONResponse(await run_graphql(self._metadata_schema[1], body, None))
+        return self._metadata_schema[1]

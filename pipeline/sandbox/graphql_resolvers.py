@@ -7,8 +7,7 @@ become GraphQL errors with Twenty's codes.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +22,13 @@ from pipeline.sandbox.pagination import encode_cursor
 
 @dataclass
 class GraphQLContext:
-    """What resolvers need: the engine, the caller's actor, and the token spender."""
+    """What resolvers need: the engine, the caller's actor, the token spender, and the
+    wait for the database that follows a counted call."""
 
     engine: Engine
     actor: dict[str, Any]
     spend_token: Callable[[], GraphQLError | None]
+    await_database: Callable[[], Awaitable[None]]
 
 
 def to_graphql_error(exc: SandboxError) -> GraphQLError:
@@ -52,10 +53,10 @@ def _root(func: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a root resolver: spend a token first, turn sandbox errors into GraphQL errors.
 
     Twenty counts a call and then awaits its database, so calls that reach it together
-    are all counted before the first one's records are written. The resolver yields
-    to the event loop between the two, so the sandbox counts them the same way rather
-    than one call's write after the other's (which would spread their arrivals at the
-    bucket by the whole of each write).
+    are all counted before the first one's records are written. The resolver awaits
+    between the two (:meth:`Gatekeeper.await_database`), so the sandbox counts them the
+    same way rather than one call's write after the other's (which would spread their
+    arrivals at the bucket by the whole of each write).
     """
 
     async def resolve(parent: Any, info: Any, **args: Any) -> Any:
@@ -63,7 +64,7 @@ def _root(func: Callable[..., Any]) -> Callable[..., Any]:
         refused = ctx.spend_token()
         if refused is not None:
             raise refused
-        await asyncio.sleep(0)
+        await ctx.await_database()
         try:
             return func(ctx, **args)
         except SandboxError as exc:

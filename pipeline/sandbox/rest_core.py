@@ -6,7 +6,6 @@ one query runner; envelopes and messages follow twenty-api.md §2.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -94,7 +93,7 @@ class RestCore:
         refused = self.gate.spend_rest()
         if refused is not None:
             return refused
-        await asyncio.sleep(0)  # counted: other calls are counted while this one writes
+        await self.gate.await_database()  # other calls are counted while this one writes
         try:
             return await run(obj, actor)
         except SandboxError as exc:

@@ -227,3 +227,35 @@ def test_the_two_buckets_differ_only_in_the_fraction_they_keep() -> None:
     assert refusal is not None and refusal.retry_after_ms == 90
     now = 250.0  # legacy: 100 ms since its last admitted call (the refused one wrote nothing)
     assert buckets["legacy"].check() is None
+
+
+@pytest.mark.parametrize("api", ["graphql", "rest"])
+async def test_a_counted_call_awaits_its_database_before_it_is_applied(
+    make_sandbox: Any, api: str
+) -> None:
+    """Twenty counts a call, then awaits Postgres; the sandbox awaits
+    ``database_wait_ms`` between the two, so calls arriving together are counted
+    together and only then written."""
+    sandbox = make_sandbox(throttle=True, database_wait_ms=2.0)
+    seen: list[tuple[float, int, int]] = []
+
+    async def recording_sleep(seconds: float) -> None:
+        stored = sandbox.engine.find_many(sandbox.engine.object("note"), limit=10).records
+        seen.append((seconds, sandbox.throttler.accepted, len(stored)))
+
+    sandbox.gate._sleep = recording_sleep
+    async with client_for(sandbox) as client:
+        if api == "rest":
+            response = await client.post("/rest/notes", json={"title": "Counted, then written"})
+            assert response.status_code == 201
+        else:
+            body = await gql(
+                client,
+                "mutation($d: NoteCreateInput!) { createNote(data: $d) { id } }",
+                d={"title": "Counted, then written"},
+            )
+            assert "errors" not in body
+    # one wait, of 2 ms, after the call was counted and before its note was stored
+    assert seen == [(0.002, 1, 0)]
+    notes = sandbox.engine.find_many(sandbox.engine.object("note"), limit=10).records
+    assert [n["title"] for n in notes] == ["Counted, then written"]
