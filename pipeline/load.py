@@ -365,15 +365,25 @@ class Loader:
         were sent but not confirmed stay ``sent`` and go again on resume.
         """
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=self.concurrency * 2)
+        queued = 0  # batches in the queue
+        produced = False  # every batch is in the queue: the pacer may know what is left
 
         async def produce() -> None:
+            nonlocal queued, produced
             async for batch in batches:
+                queued += 1
                 await queue.put(batch)
+            produced = True
+            self.client.note_backlog(queued)
             for _ in range(self.concurrency):
                 await queue.put(None)
 
         async def work() -> None:
+            nonlocal queued
             while (batch := await queue.get()) is not None:
+                queued -= 1
+                if produced:
+                    self.client.note_backlog(queued)
                 await self.send_batch(batch)
 
         tasks = [asyncio.create_task(produce())]
@@ -387,6 +397,7 @@ class Loader:
                     if error is not None:
                         raise error
         finally:
+            self.client.note_backlog(None)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -170,6 +170,14 @@ class TwentyClient:
         """Current spacing between call starts, in seconds."""
         return self.session.pacer.interval
 
+    def note_backlog(self, calls: int | None) -> None:
+        """Tell the pacer how many calls a job still has queued (None: it does not know).
+
+        Near the end of a job, the calls in flight will not all be followed by others;
+        knowing it, the pacer does not hold the last ones for a cluster that will not come.
+        """
+        self.session.pacer.backlog = calls
+
     @property
     def _pacer(self) -> Pacer:
         return self.session.pacer

@@ -13,7 +13,8 @@ its calls (:mod:`.bucket_probe`), and otherwise a 429's shape tells:
 In both a refused call writes nothing: a 429 costs a round trip, not a token.
 
 :class:`Pacer` keeps a model of the server's bucket, fed with the start time of each
-call, and lets a call start only when the model says the server will admit it:
+call (and when its request actually left, :meth:`Pacer.sent`), and lets a call start
+only when the model says the server will admit it:
 
 - The initial bucket is spent first (all but ``reserve`` tokens, left for other clients
   of the workspace), then the refill rate is held.
@@ -36,7 +37,7 @@ call, and lets a call start only when the model says the server will admit it:
   half spent costs the calls already in flight (at most ``group``) and then the steady
   rate. A cluster's calls reach the server one after the other (it parses and
   authenticates each before counting it), so the gap after a cluster is the margin plus
-  ``SPREAD`` for each further call; each 429 widens that allowance by half, and once the
+  ``SPREAD`` for each further call; each 429 doubles that allowance, and once the
   gap would pass a third of the interval, calls go one at a time. 429s that keep coming
   (within ``ISOLATED_AFTER`` admitted calls: another client spending the same bucket)
   hold every caller an interval and widen the interval, up to four times; a long run of
@@ -78,11 +79,11 @@ def default_margin(rate: Rate) -> float:
     return max(0.005, 0.025 * rate.interval)
 
 
-SPREAD = 0.003
+SPREAD = 0.001
 """Seconds by which each further call of a cluster is assumed to reach the server's
-bucket after the one before: the server parses and authenticates them one after the
-other before it counts them (its writes come after the count and overlap). Widened by
-each 429 while the server proves slower."""
+bucket after the one before, once its request has left: the server reads, parses and
+authenticates them one after the other before it counts them (its writes come after
+the count and overlap). Widened by each 429 while the server proves slower."""
 
 
 class Pacer:
@@ -151,6 +152,11 @@ class Pacer:
         """Callers waiting for a start (the size of the next cluster)."""
         self.in_flight = 0
         """Calls started and not yet answered (they may come back for another start)."""
+        self.backlog: int | None = None
+        """Calls known to be queued behind those waiting (None: unknown, so every call in
+        flight may be followed by another). A job that has read all its input says how
+        many batches are left, so its last calls do not wait for a cluster that will
+        not come."""
 
     # ------------------------------------------------------------------ the model
 
@@ -216,8 +222,10 @@ class Pacer:
         return max(1, min(wanted, room))
 
     def _demand(self) -> int:
-        """Calls a cluster can expect: those waiting and those that will come back."""
-        return max(1, min(self.group, self.waiting + self.in_flight))
+        """Calls a cluster can expect: those waiting and those that will come back (no
+        more than the backlog, when a job has said how many calls it has left)."""
+        returning = self.in_flight if self.backlog is None else min(self.in_flight, self.backlog)
+        return max(1, min(self.group, self.waiting + returning))
 
     def _burst_alone(self) -> bool:
         """With stock to spend, a cluster too small to spend it (one caller reading page
@@ -250,6 +258,21 @@ class Pacer:
         self.tokens = self.level(now) - 1
         self.stamp = now
         self.starts += 1
+
+    def sent(self, started_at: float, now: float) -> None:
+        """Note that the request of a call started at ``started_at`` left at ``now``.
+
+        The legacy bucket's clock restarts at each admitted arrival, so the model's
+        refill clock is the last request to *leave*, not the last start: a call held
+        between its start and the wire (the client's event loop busy with an answer, a
+        collection of its garbage) would otherwise reach the server later than the model
+        says, and the next cluster would find a token fewer. A bucket that keeps
+        fractions loses nothing to a late arrival, and a call started before the last
+        reset belongs to a model already thrown away.
+        """
+        if self._fluid() or self.stamp is None or started_at <= self._reset_at:
+            return
+        self.stamp = max(self.stamp, now)
 
     def answered(self, started_at: float, now: float) -> None:
         """Note an admitted call's round trip; narrow a widened interval after many."""
@@ -306,13 +329,13 @@ class Pacer:
 
         Unless the server keeps fractions, a cluster's calls may reach it further apart
         than the model allowed for (each waits while the server handles the ones
-        before it), so that allowance grows by half, while a cluster's whole gap stays
+        before it), so that allowance doubles, while a cluster's whole gap stays
         within a third of the interval. A refusal again after a reset, with the gap at
         its cap, means another client spends the same bucket: the interval widens.
         """
-        widest = self.margin + self.spread * 1.5 * (self.group - 1)
+        widest = self.margin + self.spread * 2 * (self.group - 1)
         if not self._fluid() and self.group > 1 and widest <= self.base_interval / 3:
-            self.spread = max(self.spread * 1.5, 0.002)
+            self.spread = self.spread * 2 if self.spread > 0 else SPREAD
             log.info("pacing: %.1f ms allowed between a cluster's arrivals", self.spread * 1000)
         elif not self._fluid() and self.group > 1:
             # the server handles a cluster's calls too far apart: one call at a time,
@@ -333,7 +356,11 @@ class Pacer:
     def _learn(self, news: LimitNews) -> None:
         if news.bucket is not None and news.bucket != self.bucket:
             self.bucket = news.bucket
-            log.info("the workspace's rate limit keeps fractions: %s bucket", news.bucket)
+            log.info(
+                "the workspace's rate limit is the %s bucket (%s)",
+                news.bucket,
+                "fractions of a token kept" if news.bucket == "v2" else "whole tokens only",
+            )
         if news.limit is None or news.window_s is None or news.limit < 1:
             return
         interval = news.window_s / news.limit

@@ -270,12 +270,17 @@ class Session:
         answer: Callable[[Any], Any] | None,
     ) -> Any:
         paced = kind != "metadata"
+        # built before the wait, so a call leaves as soon as the pacer lets it start
+        with map_httpx_errors(method, path, redact=self.redact):
+            request = self.http.build_request(method, path, params=params, json=body)
         async with self._slots:
             started = await self.pacer.wait() if paced else 0.0
             self.stats.count(kind)
+            if paced:
+                request.extensions["trace"] = self._departure(started)
             try:
                 with map_httpx_errors(method, path, redact=self.redact):
-                    response = await self._request_in_time(method, path, params, body)
+                    response = await self._send_in_time(request, method, path)
             except BaseException:
                 if paced:
                     self.pacer.failed()
@@ -300,9 +305,16 @@ class Session:
             self.pacer.answered(started, self.pacer.now())
         return result
 
-    async def _request_in_time(
-        self, method: str, path: str, params: dict[str, Any] | None, body: Any
-    ) -> httpx.Response:
+    def _departure(self, started: float) -> Callable[[str, Any], Awaitable[None]]:
+        """An httpcore trace hook telling the pacer when the call's request left."""
+
+        async def trace(event: str, info: Any) -> None:
+            if event.endswith("send_request_body.complete"):
+                self.pacer.sent(started, self.pacer.now())
+
+        return trace
+
+    async def _send_in_time(self, request: httpx.Request, method: str, path: str) -> httpx.Response:
         """One request, body read included, within :attr:`call_deadline`.
 
         httpx's timeout applies to each read, so a server that sends one byte a second
@@ -310,7 +322,7 @@ class Session:
         """
         try:
             async with asyncio.timeout(self.call_deadline):
-                return await self.http.request(method, path, params=params, json=body)
+                return await self.http.send(request)
         except TimeoutError as exc:
             raise TransportError(
                 f"{method} {path}: no complete answer within {self.call_deadline:g}s "

@@ -94,6 +94,30 @@ async def test_legacy_429_over_the_wire_is_retried(serve: Callable[..., Served])
     assert served.count("note") == 4
 
 
+async def test_the_pacer_learns_when_each_request_left(serve: Callable[..., Served]) -> None:
+    """Over a socket, httpcore tells when each request's body was written; the pacer's
+    legacy clock follows those departures, not the starts it allowed."""
+    served = serve("--profile", "legacy", "--rate", "100/1")
+    notes = ObjectNames("note", "notes")
+    async with client(served, rate=Rate(100, 1), bucket="legacy") as c:
+        pacer = c.session.pacer
+        departures: list[tuple[float, float]] = []
+        note_departure = pacer.sent
+
+        def noted(started_at: float, now: float) -> None:
+            departures.append((started_at, now))
+            note_departure(started_at, now)
+
+        pacer.sent = noted  # type: ignore[method-assign]
+        for i in range(3):
+            await c.upsert_many(notes, [{"title": str(i)}])
+            assert pacer.stamp == departures[-1][1]  # the model's clock: the departure
+        await load_schema(c)  # metadata calls are not paced: no departure to note
+    assert len(departures) == 3
+    assert all(started <= left for started, left in departures)
+    assert served.count("note") == 3
+
+
 def test_cli_schema_against_the_served_sandbox(serve: Callable[..., Served]) -> None:
     served = serve("--no-throttle")
     env = {**os.environ, "TWENTY_API_URL": served.url, "TWENTY_API_KEY": served.key}
