@@ -10,7 +10,7 @@ the steady rate after the burst against the ceiling, and the number of 429s.
 Targets: >= 0.95 of the limit on v2, >= 0.90 on legacy, zero 429s; steady >= 0.97.
 
 Usage: python bench/bench_pacing.py [--calls 150] [--rate 100/60] [--latency 80:250]
-       [--bucket legacy|v2] [--reserve N] [--concurrency N] [--tell-bucket]
+       [--bucket legacy|v2] [--reserve N] [--concurrency N] [--tell-bucket | --unknown-bucket]
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ async def run(
     reserve: int,
     concurrency: int,
     tell_bucket: bool,
+    unknown_bucket: bool,
     folder: Path,
 ) -> None:
     source = folder / "notes.csv"
@@ -108,6 +109,9 @@ async def run(
             bucket=cast(BucketKind, bucket) if tell_bucket else None,
         ) as client:
             pacer = client.session.pacer
+            if unknown_bucket:
+                # as against a server that cannot answer the flags: clusters until a 429
+                client.session._probed = True
             note_start = pacer.started
 
             def noted(now: float) -> None:
@@ -136,10 +140,10 @@ async def run(
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
+    knows = "is told" if tell_bucket else "does not know" if unknown_bucket else "asks"
     print(
         f"{bucket} bucket {rate} (full at the start), answer latency {latency} ms, batch "
-        f"{batch}, concurrency {concurrency}, reserve {reserve}, client "
-        f"{'told the bucket' if tell_bucket else 'learns the bucket'}"
+        f"{batch}, concurrency {concurrency}, reserve {reserve}, client {knows} the bucket"
     )
     print(
         f"{report.loaded:,} records in {stats['writes']} write calls + {stats['reads']} read "
@@ -170,7 +174,12 @@ def main() -> None:
     parser.add_argument("--reserve", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument(
-        "--tell-bucket", action="store_true", help="tell the client the bucket (else it learns)"
+        "--tell-bucket", action="store_true", help="tell the client the bucket (else it asks)"
+    )
+    parser.add_argument(
+        "--unknown-bucket",
+        action="store_true",
+        help="the client neither is told nor asks (a server that cannot answer the flags)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-pacing-") as folder:
@@ -184,6 +193,7 @@ def main() -> None:
                 args.reserve,
                 args.concurrency,
                 args.tell_bucket,
+                args.unknown_bucket,
                 Path(folder),
             )
         )
