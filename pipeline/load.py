@@ -365,7 +365,7 @@ class Loader:
         were sent but not confirmed stay ``sent`` and go again on resume.
         """
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=self.concurrency * 2)
-        queued = 0  # batches in the queue
+        queued = 0  # batches in the queue, each at least one call
         produced = False  # every batch is in the queue: the pacer may know what is left
 
         async def produce() -> None:

@@ -139,6 +139,26 @@ def test_serve_rejects_bad_options() -> None:
     assert "--error-rate: 2.0 must be between 0 and 1" in result.output
 
 
+@pytest.mark.parametrize("wait", ["nan", "inf", "-1"])
+def test_serve_rejects_a_database_wait_that_is_not_a_duration(wait: str) -> None:
+    result = CliRunner().invoke(cli, ["sandbox", "serve", "--database-wait-ms", wait])
+    assert result.exit_code == 2
+    assert "--database-wait-ms: " in result.output
+    assert "is not a number of milliseconds >= 0" in result.output
+
+
+def test_serve_options_carry_the_database_wait() -> None:
+    from pipeline.cli.sandbox import _sandbox_options
+
+    given = {
+        param.name: param.default
+        for param in cli.commands["sandbox"].commands["serve"].params  # type: ignore[attr-defined]
+        if param.name is not None
+    }
+    assert _sandbox_options("newest", given).database_wait_ms == 1.0  # served: 1 ms
+    assert _sandbox_options("newest", {**given, "database_wait_ms": 0.0}).database_wait_ms == 0
+
+
 def test_json_logs_and_secret_redaction(capsys: pytest.CaptureFixture[str]) -> None:
     import logging
 

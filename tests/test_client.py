@@ -601,7 +601,8 @@ async def test_pacer_widens_its_gap_then_slows_when_429s_keep_coming_and_recover
         pacer.refused(10.0 * i, 10.0 * i + 0.1, news)
         spreads.append(pacer.spread)
     # first the allowance for a cluster's arrivals grows, within a third of the interval
-    assert spreads[0] == pytest.approx(pacing.SPREAD * 2)
+    assert spreads[0] == pytest.approx(Pacer.WIDENED_SPREAD)
+    assert spreads[1] == pytest.approx(Pacer.WIDENED_SPREAD * 2)
     assert pacer.margin + pacer.spread * 3 <= 0.6 / 3
     # then the interval widens, up to four times
     assert pacer.interval == pytest.approx(0.6 * 4)

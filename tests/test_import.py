@@ -371,3 +371,38 @@ async def test_rest_on_a_legacy_server_stops_with_advice(project: Path, tmp_path
         assert (again.created, again.updated) == (0, 7)
     finally:
         box.close()
+
+
+async def test_the_loader_tells_the_pacer_what_is_left_once_all_is_queued(
+    project: Path, sandbox: Sandbox
+) -> None:
+    """12 batches of 5, 2 workers: once every batch is queued, the pacer hears how many
+    no worker has taken yet, down to 0, and None when the job is over."""
+    mapping = project / "mappings" / "notes.yaml"
+    mapping.write_text("object: note\nkey: [title]\nfields:\n  title: title\n")
+    source = project / "notes.csv"
+    source.write_text("title\n" + "".join(f"Note {i}\n" for i in range(60)))
+    told: list[int | None] = []
+    async with client_for(sandbox, concurrency=2) as client:
+        tell = client.note_backlog
+
+        def noted(calls: int | None) -> None:
+            told.append(calls)
+            tell(calls)
+
+        client.note_backlog = noted  # type: ignore[method-assign]
+        report = await import_file(
+            load_mapping(mapping),
+            client,
+            state_dir=project / "state",
+            source=source,
+            batch_size=5,
+            concurrency=2,
+        )
+        assert client.session.pacer.backlog is None
+    assert report.loaded == 60
+    assert told[-1] is None
+    counts = [n for n in told[:-1] if n is not None]
+    assert len(counts) >= 3 and counts[-1] == 0
+    assert counts == sorted(counts, reverse=True)  # only ever fewer left
+    assert counts[0] <= 2 * 2  # the queue holds twice the workers

@@ -105,7 +105,9 @@ def simulate(
             pacer.started(now)
             pacer.waiting -= 1
             run.starts.append(now)
-            push(now + (held[1] if rng.random() < held[0] else 0.0), "leave", worker, now)
+            # (no draw unless asked: the other runs keep their random sequence)
+            late = held[0] > 0 and rng.random() < held[0]
+            push(now + (held[1] if late else 0.0), "leave", worker, now)
         elif what == "leave":
             if report_departures:
                 pacer.sent(started, now)
@@ -153,7 +155,7 @@ def fresh(rate: Rate, **options: object) -> Pacer:
 
 @pytest.mark.parametrize("kind", ["legacy", "v2"])
 @pytest.mark.parametrize(
-    ("rate", "floor"), [(Rate(100, 60), 0.94), (Rate(30, 3), 0.935)], ids=["100/60", "30/3"]
+    ("rate", "floor"), [(Rate(100, 60), 0.94), (Rate(30, 3), 0.93)], ids=["100/60", "30/3"]
 )
 def test_a_fresh_bucket_is_spent_then_the_refill_rate_held(
     kind: BucketKind, rate: Rate, floor: float
@@ -356,11 +358,13 @@ def test_a_departure_moves_the_legacy_clock_only() -> None:
     assert legacy.next_start(0.1) == pytest.approx(0.060 + rate.interval + legacy.gap)
     legacy.sent(0.010, 0.040)  # an earlier departure changes nothing
     assert legacy.stamp == pytest.approx(0.060)
-    # a call started before a 429 reset the model does not move it
+    # a call started before a 429 reset the model and held past it may still be
+    # admitted: its departure moves the clock too (later is the cautious side)
     legacy.refused(0.029, 0.300, LimitNews("legacy", 30, 3.0, None))
-    stamp = legacy.stamp
-    legacy.sent(0.029, 0.350)
-    assert legacy.stamp == stamp
+    assert legacy.stamp is not None and legacy.stamp < 0.350
+    legacy.sent(0.020, 0.350)
+    assert legacy.stamp == pytest.approx(0.350)
+    assert legacy.next_start(0.351) >= 0.350 + rate.interval
 
     fluid = fresh(rate, bucket="v2", reserve=0)
     fluid.started(0.0)

@@ -171,10 +171,11 @@ class TwentyClient:
         return self.session.pacer.interval
 
     def note_backlog(self, calls: int | None) -> None:
-        """Tell the pacer how many calls a job still has queued (None: it does not know).
+        """Tell the pacer at least how many calls a job still has queued (None: unknown).
 
         Near the end of a job, the calls in flight will not all be followed by others;
-        knowing it, the pacer does not hold the last ones for a cluster that will not come.
+        knowing it, the pacer does not hold the last ones for a cluster that will not
+        come. One job at a time says it (the loader, which runs one object at a time).
         """
         self.session.pacer.backlog = calls
 

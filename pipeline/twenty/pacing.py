@@ -32,12 +32,13 @@ only when the model says the server will admit it:
 - A 429 tells the pacer which bucket the server has and, when it says so, its real
   limit (``Limit reached (N tokens per M ms)``, ``X-RateLimit-Limit`` and the period):
   a limit lower than the configured rate is adopted for the rest of the run. The model
-  is then reset to an empty bucket (on legacy, as of the last start plus its gap: the
-  server's clock stands at its last admitted call), so a bucket that another client had
+  is then reset to an empty bucket (on legacy, as of its clock plus the cluster's gap:
+  the server's clock stands at its last admitted call), so a bucket that another client had
   half spent costs the calls already in flight (at most ``group``) and then the steady
   rate. A cluster's calls reach the server one after the other (it parses and
   authenticates each before counting it), so the gap after a cluster is the margin plus
-  ``SPREAD`` for each further call; each 429 doubles that allowance, and once the
+  ``SPREAD`` for each further call; the first 429 of a run raises that allowance to
+  ``WIDENED_SPREAD`` at least and each 429 that keeps coming doubles it, and once the
   gap would pass a third of the interval, calls go one at a time. 429s that keep coming
   (within ``ISOLATED_AFTER`` admitted calls: another client spending the same bucket)
   hold every caller an interval and widen the interval, up to four times; a long run of
@@ -111,6 +112,10 @@ class Pacer:
     LATENCY_SAMPLES = 16
     ISOLATED_AFTER = 30
     """Admitted calls after which a new 429 is taken for a passing delay, not a pattern."""
+    WIDENED_SPREAD = 0.004
+    """The least allowance for a cluster's further calls after a 429: a server that
+    counts a little slower than ``SPREAD`` allows for is met in one refusal, not in
+    several doublings (each later 429 still doubles it)."""
 
     def __init__(
         self,
@@ -138,7 +143,8 @@ class Pacer:
         self.tokens: float = float(self.capacity)
         """The model's tokens just after the last start (a full bucket before any)."""
         self.stamp: float | None = None
-        """When the last call started (the model's refill clock); None before any."""
+        """The model's refill clock: when the last call started, or later when a
+        request left later than its start (:meth:`sent`); None before any call."""
         self._cluster_until = -math.inf
         self._resume_at = -math.inf
         self._reset_at = -math.inf
@@ -153,10 +159,12 @@ class Pacer:
         self.in_flight = 0
         """Calls started and not yet answered (they may come back for another start)."""
         self.backlog: int | None = None
-        """Calls known to be queued behind those waiting (None: unknown, so every call in
-        flight may be followed by another). A job that has read all its input says how
-        many batches are left, so its last calls do not wait for a cluster that will
-        not come."""
+        """At least how many more calls are queued behind those waiting (None: unknown,
+        so every call in flight may be followed by another). A job that has queued all
+        its work says how many batches no worker has taken yet, so its last calls do not
+        wait for a cluster that will not come; the further calls of batches already
+        taken (lookups, split halves, retries) are not in it, which can only make a
+        cluster smaller than it could be, never a call early."""
 
     # ------------------------------------------------------------------ the model
 
@@ -266,11 +274,12 @@ class Pacer:
         refill clock is the last request to *leave*, not the last start: a call held
         between its start and the wire (the client's event loop busy with an answer, a
         collection of its garbage) would otherwise reach the server later than the model
-        says, and the next cluster would find a token fewer. A bucket that keeps
-        fractions loses nothing to a late arrival, and a call started before the last
-        reset belongs to a model already thrown away.
+        says, and the next cluster would find a token fewer. Every departure counts,
+        even of a call started before the last 429 (it may still be admitted and move
+        the server's clock) or of one that will be refused: a later clock is only ever
+        the cautious side. A bucket that keeps fractions loses nothing to a late arrival.
         """
-        if self._fluid() or self.stamp is None or started_at <= self._reset_at:
+        if self._fluid() or self.stamp is None:
             return
         self.stamp = max(self.stamp, now)
 
@@ -290,13 +299,14 @@ class Pacer:
         The server's bucket is empty. On a bucket that keeps fractions the model is
         reset to empty at ``now`` and callers wait what the server said. On the legacy
         bucket (or one not known yet) the server's refill clock stands at its last
-        admitted call, which reached it no later than the model's last start plus the
-        cluster's gap: the model is reset to empty there, so the tokens regained while
-        the refusal came back are not thrown away. The first refusal of a run widens the
-        cluster allowance (:meth:`_widen`); a later one that comes after more than
-        ``ISOLATED_AFTER`` admitted calls is taken for a passing delay at the server (one
-        call counted late moves its clock) and changes nothing, while one that follows
-        another sooner widens again and holds every caller an interval. The calls already
+        admitted call, which reached it no later than the model's clock (the last start,
+        or departure) plus the cluster's gap: the model is reset to empty there, so the
+        tokens regained while the refusal came back are not thrown away. The first
+        refusal of a run widens the cluster allowance (:meth:`_widen`); a later one that
+        comes after more than ``ISOLATED_AFTER`` admitted calls is taken for a passing
+        delay at the server (one call counted late moves its clock) and changes nothing,
+        while one that follows another sooner widens again and holds every caller an
+        interval. The calls already
         under way when the first 429 came back belong to the same refusal and change
         nothing more.
         """
@@ -335,7 +345,7 @@ class Pacer:
         """
         widest = self.margin + self.spread * 2 * (self.group - 1)
         if not self._fluid() and self.group > 1 and widest <= self.base_interval / 3:
-            self.spread = self.spread * 2 if self.spread > 0 else SPREAD
+            self.spread = max(self.spread * 2, self.WIDENED_SPREAD)
             log.info("pacing: %.1f ms allowed between a cluster's arrivals", self.spread * 1000)
         elif not self._fluid() and self.group > 1:
             # the server handles a cluster's calls too far apart: one call at a time,
