@@ -11,6 +11,7 @@ Targets: >= 0.95 of the limit on v2, >= 0.90 on legacy, zero 429s; steady >= 0.9
 
 Usage: python bench/bench_pacing.py [--calls 150] [--rate 100/60] [--latency 80:250]
        [--bucket legacy|v2] [--reserve N] [--concurrency N] [--tell-bucket | --unknown-bucket]
+       [--database-wait-ms MS]
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from pipeline.runner import import_file
 from pipeline.twenty import TwentyClient
 
 
-def serve(db: Path, rate: str, latency: str, bucket: str) -> tuple[subprocess.Popen[str], str, str]:
+def serve(
+    db: Path, rate: str, latency: str, bucket: str, database_wait_ms: float = 1.0
+) -> tuple[subprocess.Popen[str], str, str]:
     """Start ``sandbox serve`` on a free port; return (process, url, key)."""
     process = subprocess.Popen(
         [
@@ -58,6 +61,8 @@ def serve(db: Path, rate: str, latency: str, bucket: str) -> tuple[subprocess.Po
             latency,
             "--seed",
             "1",
+            "--database-wait-ms",
+            str(database_wait_ms),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -86,6 +91,7 @@ async def run(
     concurrency: int,
     tell_bucket: bool,
     unknown_bucket: bool,
+    database_wait_ms: float,
     folder: Path,
 ) -> None:
     source = folder / "notes.csv"
@@ -96,7 +102,7 @@ async def run(
         "object: note\nkey: [title]\nfields:\n  title: title\n  bodyV2.markdown: body\n"
     )
     process, url, key = serve(
-        folder / "ws.sqlite", f"{rate.calls}/{rate.seconds:g}", latency, bucket
+        folder / "ws.sqlite", f"{rate.calls}/{rate.seconds:g}", latency, bucket, database_wait_ms
     )
     starts: list[float] = []
     try:
@@ -181,6 +187,13 @@ def main() -> None:
         action="store_true",
         help="the client neither is told nor asks (a server that cannot answer the flags)",
     )
+    parser.add_argument(
+        "--database-wait-ms",
+        type=float,
+        default=1.0,
+        help="the sandbox's wait after a count (0: it writes each call before counting the "
+        "next, a server that counts a cluster's calls several ms apart)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-pacing-") as folder:
         asyncio.run(
@@ -194,6 +207,7 @@ def main() -> None:
                 args.concurrency,
                 args.tell_bucket,
                 args.unknown_bucket,
+                args.database_wait_ms,
                 Path(folder),
             )
         )
