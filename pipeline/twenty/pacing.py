@@ -306,9 +306,8 @@ class Pacer:
         comes after more than ``ISOLATED_AFTER`` admitted calls is taken for a passing
         delay at the server (one call counted late moves its clock) and changes nothing,
         while one that follows another sooner widens again and holds every caller an
-        interval. The calls already
-        under way when the first 429 came back belong to the same refusal and change
-        nothing more.
+        interval. The calls already under way when the first 429 came back belong to the
+        same refusal and change nothing more.
         """
         self.in_flight = max(0, self.in_flight - 1)
         self._latencies.append(max(0.0, now - started_at))
@@ -339,13 +338,15 @@ class Pacer:
 
         Unless the server keeps fractions, a cluster's calls may reach it further apart
         than the model allowed for (each waits while the server handles the ones
-        before it), so that allowance doubles, while a cluster's whole gap stays
-        within a third of the interval. A refusal again after a reset, with the gap at
-        its cap, means another client spends the same bucket: the interval widens.
+        before it), so that allowance doubles (to ``WIDENED_SPREAD`` at least), while a
+        cluster's whole gap stays within a third of the interval. A refusal again after
+        a reset, with the gap at its cap, means another client spends the same bucket:
+        the interval widens.
         """
-        widest = self.margin + self.spread * 2 * (self.group - 1)
+        wider = max(self.spread * 2, self.WIDENED_SPREAD)
+        widest = self.margin + wider * (self.group - 1)
         if not self._fluid() and self.group > 1 and widest <= self.base_interval / 3:
-            self.spread = max(self.spread * 2, self.WIDENED_SPREAD)
+            self.spread = wider
             log.info("pacing: %.1f ms allowed between a cluster's arrivals", self.spread * 1000)
         elif not self._fluid() and self.group > 1:
             # the server handles a cluster's calls too far apart: one call at a time,
