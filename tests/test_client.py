@@ -611,6 +611,29 @@ async def test_pacer_widens_its_gap_then_slows_when_429s_keep_coming_and_recover
     assert pacer.interval == pytest.approx(0.6)
 
 
+async def test_a_departure_is_when_the_request_body_was_written(make_client: Any) -> None:
+    """The bucket counts a call once it has read it whole: the hook reports the end of
+    the body, not the headers or the start of the body, and nothing else."""
+    handler, _ = sequence(gql_created(1))
+    client: TwentyClient = make_client(handler, bucket="legacy")
+    async with client:
+        pacer = client._pacer
+        noted: list[tuple[float, float]] = []
+        pacer.sent = lambda started, now: noted.append((started, now))  # type: ignore[method-assign]
+        hook = client.session._departure(1.0)
+        for event in (
+            "connection.connect_tcp.complete",
+            "http11.send_request_headers.complete",
+            "http11.send_request_body.started",
+            "http11.receive_response_headers.complete",
+        ):
+            await hook(event, {})
+        assert noted == []
+        await hook("http11.send_request_body.complete", {})
+        await hook("http2.send_request_body.complete", {})
+    assert [started for started, _ in noted] == [1.0, 1.0]
+
+
 async def test_one_http_client_per_run_and_closed(make_client: Any) -> None:
     handler, _ = sequence(gql_created(1), gql_created(1))
     client: TwentyClient = make_client(handler)
